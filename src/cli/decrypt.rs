@@ -1,0 +1,124 @@
+//! `wecom-archive decrypt`: a GetChatData dump → Parquet + dead letters.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use wecom_archive::crypto::keyring::Keyring;
+use wecom_archive::crypto::unwrap::Backend;
+use wecom_archive::pipeline::{self, RunOptions, RunStats};
+use wecom_archive::source::file::DumpReader;
+
+/// Arguments of `wecom-archive decrypt`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The dump: a GetChatData response (`{"chatdata":[...]}`), JSON Lines of records or of
+    /// responses; gzip is detected; `-` reads stdin.
+    #[arg(long, short)]
+    input: PathBuf,
+
+    /// A private key for one publickey_ver, as VERSION=PEM_FILE (PKCS#1 or PKCS#8). Repeat for
+    /// every key version the archive uses.
+    #[arg(long = "key", short = 'k', value_name = "VER=PEM", required = true, value_parser = parse_key_arg)]
+    keys: Vec<(u32, PathBuf)>,
+
+    /// Output directory for Parquet files and `dead_letter/`.
+    #[arg(long, short)]
+    out: PathBuf,
+
+    /// Exit with status 3 if any record was dead-lettered.
+    #[arg(long)]
+    strict: bool,
+
+    /// RSA backend: aws-lc (default) or rustcrypto (needs the `rustcrypto` feature).
+    #[arg(long, default_value = "aws-lc")]
+    backend: Backend,
+
+    /// Records per decrypt chunk / Arrow batch.
+    #[arg(long, default_value_t = 4096)]
+    chunk: usize,
+
+    /// Rows per Parquet file.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows_per_file: usize,
+}
+
+fn parse_key_arg(s: &str) -> Result<(u32, PathBuf), String> {
+    let (ver, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected VERSION=PEM_FILE, got {s:?}"))?;
+    let ver = ver.trim().parse::<u32>().map_err(|_| {
+        format!("key version {ver:?} is not a number (publickey_ver is an integer)")
+    })?;
+    Ok((ver, PathBuf::from(path)))
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut keyring = Keyring::new(args.backend);
+    for (ver, path) in &args.keys {
+        if keyring.versions().contains(ver) {
+            bail!("key version {ver} given twice");
+        }
+        keyring
+            .add_pem_file(*ver, path)
+            .with_context(|| format!("loading the key for publickey_ver {ver}"))?;
+    }
+    let reader = DumpReader::open(&args.input)?;
+    let mut options = RunOptions {
+        chunk_records: args.chunk,
+        ..RunOptions::default()
+    };
+    options.parquet.rows_per_file = args.rows_per_file;
+    tracing::info!(
+        input = %args.input.display(),
+        out = %args.out.display(),
+        key_versions = ?keyring.versions(),
+        backend = keyring.backend().name(),
+        threads = rayon::current_num_threads(),
+        "decrypting"
+    );
+    let progress = |s: &RunStats| {
+        tracing::info!(
+            records = s.records_in,
+            written = s.written,
+            dead_lettered = s.dead_lettered,
+            msgs_per_sec = format!("{:.0}", s.msgs_per_sec()),
+            "progress"
+        );
+    };
+    let stats = pipeline::run(reader, &keyring, &args.out, &options, &progress)?;
+    print_summary(&stats, &args.out);
+    if args.strict && stats.dead_lettered > 0 {
+        eprintln!(
+            "error: {} record(s) dead-lettered (--strict)",
+            stats.dead_lettered
+        );
+        return Ok(ExitCode::from(super::EXIT_DEAD_LETTERS));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &RunStats, out: &std::path::Path) {
+    let seqs = match s.seq_range {
+        Some((a, b)) => format!("seq {a}..={b}"),
+        None => "no rows".to_string(),
+    };
+    println!(
+        "{} records in, {} written, {} dead-lettered, {:.0} msgs/s ({:.2} s), {seqs}",
+        s.records_in,
+        s.written,
+        s.dead_lettered,
+        s.msgs_per_sec(),
+        s.elapsed.as_secs_f64()
+    );
+    for f in &s.files {
+        println!("  wrote {} ({} rows)", f.path.display(), f.rows);
+    }
+    for f in &s.dead_letter_files {
+        println!("  dead letters: {}", f.display());
+    }
+    if s.files.is_empty() {
+        println!("  no Parquet written under {}", out.display());
+    }
+}

@@ -1,0 +1,449 @@
+//! The Arrow schema of the `messages` table and the builder that turns [`ChatMessage`]s into record batches.
+//!
+//! One row per decrypted message. The envelope has its own columns; the payload fields most queries need get typed
+//! columns shared across msgtypes (e.g. `title` holds a link's title, a meeting's topic and a vote's question);
+//! everything else stays reachable through `raw_json`, the exact plaintext, so no field is ever lost.
+//! [`COLUMNS_DOC`] describes every column and is checked against [`chat_schema`] by the tests.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::builder::ArrayBuilder;
+use arrow_array::builder::{
+    ListBuilder, StringBuilder, TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::message::{ChatMessage, Payload};
+
+/// Name of the list item field of `tolist` (the Arrow/Parquet convention, so readers see a plain string list).
+const LIST_ITEM: &str = "item";
+/// Timezone of `msgtime`: WeCom sends UTC milliseconds.
+const UTC: &str = "UTC";
+
+/// Every column of [`chat_schema`], in order: `(name, Arrow type, meaning)`. Meant for generating and checking the
+/// README's column table; `null` means the column is nullable.
+pub const COLUMNS_DOC: &[(&str, &str, &str)] = &[
+    ("seq", "UInt64 not null", "Position of the record in the archive (GetChatData `seq`); the checkpoint cursor."),
+    ("msgid", "Utf8 not null", "Message id; unique per message, the dedupe key."),
+    ("publickey_ver", "UInt32 not null", "Version of the RSA key pair that wrapped the message key."),
+    ("action", "Utf8 not null", "`send`, `recall` or `switch` (empty if absent)."),
+    ("from", "Utf8 null", "Sender: userid, external_userid (`wo…`/`wm…`) or robot (`wb…`); null for switch records."),
+    ("tolist", "List<Utf8 not null> not null", "Receivers (list item field `item`); empty for switch records."),
+    ("roomid", "Utf8 null", "Group chat id (`wr…`); null for 1:1 chats (WeCom's `\"\"` is stored as null)."),
+    ("msgtime", "Timestamp(ms, UTC) null", "Message time; for switch records their `time`."),
+    ("msgtype", "Utf8 not null", "Message type as sent (unknown types included); `switch` for switch records."),
+    ("content", "Utf8 null", "Text of text, markdown (`info.content`) and todo messages."),
+    (
+        "title",
+        "Utf8 null",
+        "Title of link, weapp, chatrecord, todo, docmsg, calendar, collect; meeting topic; vote question; \
+         first news article's title.",
+    ),
+    ("sdkfileid", "Utf8 null", "Media id of image, voice, video, emotion, file, meeting_voice_call, voip_doc_share."),
+    ("md5sum", "Utf8 null", "MD5 of that media as sent (may be empty)."),
+    (
+        "filesize",
+        "UInt64 null",
+        "Media size in bytes: image/video/file/voip_doc_share `filesize`, voice `voice_size`, emotion `imagesize`.",
+    ),
+    ("filename", "Utf8 null", "File name of file, voip_doc_share and qydiskfile messages."),
+    ("fileext", "Utf8 null", "Extension declared by file messages (`file.fileext`)."),
+    ("play_length", "UInt32 null", "Duration in seconds of voice and video messages."),
+    ("link_url", "Utf8 null", "URL of link and docmsg messages."),
+    ("pre_msgid", "Utf8 null", "Recalled message of revoke messages (may be in an earlier batch)."),
+    ("user", "Utf8 null", "User of switch records; userid of agree/disagree messages."),
+    ("meetingid", "UInt64 null", "Meeting id of meeting messages (u64: exceeds i64), numeric meeting_notification id."),
+    (
+        "media_count",
+        "UInt32 not null",
+        "Number of downloadable media files (sdkfileid) in the message, including inside mixed/chatrecord items.",
+    ),
+    ("raw_json", "Utf8 not null", "The exact decrypted plaintext: every field, also of unknown types."),
+];
+
+/// The Arrow schema of the messages table. Built once; every call returns the same `Arc`.
+pub fn chat_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA.get_or_init(build_schema).clone()
+}
+
+fn tolist_item_field() -> Arc<Field> {
+    Arc::new(Field::new(LIST_ITEM, DataType::Utf8, false))
+}
+
+fn build_schema() -> SchemaRef {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("msgid", DataType::Utf8, false),
+        Field::new("publickey_ver", DataType::UInt32, false),
+        Field::new("action", DataType::Utf8, false),
+        utf8("from"),
+        Field::new("tolist", DataType::List(tolist_item_field()), false),
+        utf8("roomid"),
+        Field::new(
+            "msgtime",
+            DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+            true,
+        ),
+        Field::new("msgtype", DataType::Utf8, false),
+        utf8("content"),
+        utf8("title"),
+        utf8("sdkfileid"),
+        utf8("md5sum"),
+        Field::new("filesize", DataType::UInt64, true),
+        utf8("filename"),
+        utf8("fileext"),
+        Field::new("play_length", DataType::UInt32, true),
+        utf8("link_url"),
+        utf8("pre_msgid"),
+        utf8("user"),
+        Field::new("meetingid", DataType::UInt64, true),
+        Field::new("media_count", DataType::UInt32, false),
+        Field::new("raw_json", DataType::Utf8, false),
+    ]))
+}
+
+/// The typed columns a payload fills; `None` is null.
+#[derive(Default)]
+struct Typed<'a> {
+    content: Option<&'a str>,
+    title: Option<&'a str>,
+    sdkfileid: Option<&'a str>,
+    md5sum: Option<&'a str>,
+    filesize: Option<u64>,
+    filename: Option<&'a str>,
+    fileext: Option<&'a str>,
+    play_length: Option<u32>,
+    link_url: Option<&'a str>,
+    pre_msgid: Option<&'a str>,
+    user: Option<&'a str>,
+    meetingid: Option<u64>,
+}
+
+impl<'a> Typed<'a> {
+    fn of(payload: &'a Payload) -> Self {
+        let s = |o: &'a Option<String>| o.as_deref();
+        match payload {
+            Payload::Text(p) => Typed {
+                content: s(&p.content),
+                ..Typed::default()
+            },
+            Payload::Markdown(p) => Typed {
+                content: s(&p.content),
+                ..Typed::default()
+            },
+            Payload::Todo(p) => Typed {
+                content: s(&p.content),
+                title: s(&p.title),
+                ..Typed::default()
+            },
+            Payload::Image(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                md5sum: s(&p.md5sum),
+                filesize: p.filesize,
+                ..Typed::default()
+            },
+            Payload::Voice(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                md5sum: s(&p.md5sum),
+                filesize: p.voice_size,
+                play_length: p.play_length,
+                ..Typed::default()
+            },
+            Payload::Video(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                md5sum: s(&p.md5sum),
+                filesize: p.filesize,
+                play_length: p.play_length,
+                ..Typed::default()
+            },
+            Payload::Emotion(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                md5sum: s(&p.md5sum),
+                filesize: p.imagesize,
+                ..Typed::default()
+            },
+            Payload::File(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                md5sum: s(&p.md5sum),
+                filesize: p.filesize,
+                filename: s(&p.filename),
+                fileext: s(&p.fileext),
+                ..Typed::default()
+            },
+            Payload::MeetingVoiceCall(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                ..Typed::default()
+            },
+            Payload::VoipDocShare(p) => Typed {
+                sdkfileid: s(&p.sdkfileid),
+                md5sum: s(&p.md5sum),
+                filesize: p.filesize,
+                filename: s(&p.filename),
+                ..Typed::default()
+            },
+            Payload::QyDiskFile(p) => Typed {
+                filename: s(&p.filename),
+                ..Typed::default()
+            },
+            Payload::Link(p) => Typed {
+                title: s(&p.title),
+                link_url: s(&p.link_url),
+                ..Typed::default()
+            },
+            Payload::Doc(p) => Typed {
+                title: s(&p.title),
+                link_url: s(&p.link_url),
+                ..Typed::default()
+            },
+            Payload::Weapp(p) => Typed {
+                title: s(&p.title),
+                ..Typed::default()
+            },
+            Payload::ChatRecord(p) => Typed {
+                title: s(&p.title),
+                ..Typed::default()
+            },
+            Payload::Calendar(p) => Typed {
+                title: s(&p.title),
+                ..Typed::default()
+            },
+            Payload::Collect(p) => Typed {
+                title: s(&p.title),
+                ..Typed::default()
+            },
+            Payload::Vote(p) => Typed {
+                title: s(&p.votetitle),
+                ..Typed::default()
+            },
+            Payload::News(p) => Typed {
+                // Current shape: the first article; old flat shape: `info.title`.
+                title: p
+                    .item
+                    .first()
+                    .and_then(|i| i.title.as_deref())
+                    .or(p.title.as_deref()),
+                ..Typed::default()
+            },
+            Payload::Meeting(p) => Typed {
+                title: s(&p.topic),
+                meetingid: p.meetingid,
+                ..Typed::default()
+            },
+            Payload::MeetingNotification(p) => Typed {
+                meetingid: p
+                    .meeting_id
+                    .as_deref()
+                    .and_then(|id| id.trim().parse().ok()),
+                ..Typed::default()
+            },
+            Payload::Revoke(p) => Typed {
+                pre_msgid: s(&p.pre_msgid),
+                ..Typed::default()
+            },
+            Payload::Agree(p) | Payload::Disagree(p) => Typed {
+                user: s(&p.userid),
+                ..Typed::default()
+            },
+            Payload::Switch { user } => Typed {
+                user: s(user),
+                ..Typed::default()
+            },
+            Payload::Card(_)
+            | Payload::Location(_)
+            | Payload::Mixed(_)
+            | Payload::RedPacket(_)
+            | Payload::SphFeed(_)
+            | Payload::VoipText(_)
+            | Payload::Unknown(_) => Typed::default(),
+        }
+    }
+}
+
+/// Accumulates [`ChatMessage`]s into a [`RecordBatch`] of [`chat_schema`].
+///
+/// Column builders are appended row by row, so a batch costs one copy of each value and no intermediate rows.
+#[derive(Debug)]
+pub struct ChatBatchBuilder {
+    seq: UInt64Builder,
+    msgid: StringBuilder,
+    publickey_ver: UInt32Builder,
+    action: StringBuilder,
+    from: StringBuilder,
+    tolist: ListBuilder<StringBuilder>,
+    roomid: StringBuilder,
+    msgtime: TimestampMillisecondBuilder,
+    msgtype: StringBuilder,
+    content: StringBuilder,
+    title: StringBuilder,
+    sdkfileid: StringBuilder,
+    md5sum: StringBuilder,
+    filesize: UInt64Builder,
+    filename: StringBuilder,
+    fileext: StringBuilder,
+    play_length: UInt32Builder,
+    link_url: StringBuilder,
+    pre_msgid: StringBuilder,
+    user: StringBuilder,
+    meetingid: UInt64Builder,
+    media_count: UInt32Builder,
+    raw_json: StringBuilder,
+}
+
+impl Default for ChatBatchBuilder {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl ChatBatchBuilder {
+    /// A builder with room for `rows` rows before any column reallocates (string data is sized by a typical
+    /// message; it grows as needed).
+    pub fn with_capacity(rows: usize) -> Self {
+        // Typical sizes: ids ~30 bytes, short texts ~40, plaintext ~400. Guesses only, to save early reallocations.
+        let str_col = |bytes_per_row: usize| {
+            StringBuilder::with_capacity(rows, rows.saturating_mul(bytes_per_row))
+        };
+        Self {
+            seq: UInt64Builder::with_capacity(rows),
+            msgid: str_col(32),
+            publickey_ver: UInt32Builder::with_capacity(rows),
+            action: str_col(4),
+            from: str_col(24),
+            tolist: ListBuilder::with_capacity(
+                StringBuilder::with_capacity(rows, rows.saturating_mul(24)),
+                rows,
+            )
+            .with_field(tolist_item_field()),
+            roomid: str_col(16),
+            msgtime: TimestampMillisecondBuilder::with_capacity(rows).with_timezone(UTC),
+            msgtype: str_col(6),
+            content: str_col(32),
+            title: str_col(8),
+            sdkfileid: str_col(16),
+            md5sum: str_col(8),
+            filesize: UInt64Builder::with_capacity(rows),
+            filename: str_col(4),
+            fileext: str_col(1),
+            play_length: UInt32Builder::with_capacity(rows),
+            link_url: str_col(4),
+            pre_msgid: str_col(1),
+            user: str_col(1),
+            meetingid: UInt64Builder::with_capacity(rows),
+            media_count: UInt32Builder::with_capacity(rows),
+            raw_json: str_col(400),
+        }
+    }
+
+    /// Appends one message as a row. `raw_json` is the exact decrypted plaintext the message was parsed from.
+    pub fn append(&mut self, seq: u64, publickey_ver: u32, raw_json: &str, msg: &ChatMessage) {
+        self.seq.append_value(seq);
+        self.msgid.append_value(&msg.msgid);
+        self.publickey_ver.append_value(publickey_ver);
+        self.action.append_value(&msg.action);
+        self.from.append_option(msg.from.as_deref());
+        for to in &msg.tolist {
+            self.tolist.values().append_value(to);
+        }
+        self.tolist.append(true);
+        self.roomid.append_option(msg.roomid.as_deref());
+        self.msgtime.append_option(msg.msgtime);
+        self.msgtype.append_value(&msg.msgtype);
+
+        let t = Typed::of(&msg.payload);
+        self.content.append_option(t.content);
+        self.title.append_option(t.title);
+        self.sdkfileid.append_option(t.sdkfileid);
+        self.md5sum.append_option(t.md5sum);
+        self.filesize.append_option(t.filesize);
+        self.filename.append_option(t.filename);
+        self.fileext.append_option(t.fileext);
+        self.play_length.append_option(t.play_length);
+        self.link_url.append_option(t.link_url);
+        self.pre_msgid.append_option(t.pre_msgid);
+        self.user.append_option(t.user);
+        self.meetingid.append_option(t.meetingid);
+        self.media_count
+            .append_value(u32::try_from(msg.media_count()).unwrap_or(u32::MAX));
+        self.raw_json.append_value(raw_json);
+    }
+
+    /// Number of rows appended since the last [`finish`](Self::finish).
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    /// True when no row has been appended since the last [`finish`](Self::finish).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Builds the batch from the rows appended so far and resets the builder to empty (ready for the next batch).
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: the builders are typed from the same definitions as [`chat_schema`] and every non-null
+    /// column is always appended a value; a mismatch would be a bug in this module, caught by its tests.
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.seq.finish()),
+            Arc::new(self.msgid.finish()),
+            Arc::new(self.publickey_ver.finish()),
+            Arc::new(self.action.finish()),
+            Arc::new(self.from.finish()),
+            Arc::new(self.tolist.finish()),
+            Arc::new(self.roomid.finish()),
+            Arc::new(self.msgtime.finish()),
+            Arc::new(self.msgtype.finish()),
+            Arc::new(self.content.finish()),
+            Arc::new(self.title.finish()),
+            Arc::new(self.sdkfileid.finish()),
+            Arc::new(self.md5sum.finish()),
+            Arc::new(self.filesize.finish()),
+            Arc::new(self.filename.finish()),
+            Arc::new(self.fileext.finish()),
+            Arc::new(self.play_length.finish()),
+            Arc::new(self.link_url.finish()),
+            Arc::new(self.pre_msgid.finish()),
+            Arc::new(self.user.finish()),
+            Arc::new(self.meetingid.finish()),
+            Arc::new(self.media_count.finish()),
+            Arc::new(self.raw_json.finish()),
+        ];
+        RecordBatch::try_new(chat_schema(), columns)
+            .expect("ChatBatchBuilder columns match chat_schema()")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_doc_matches_schema() {
+        let schema = chat_schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let doc: Vec<&str> = COLUMNS_DOC.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(names, doc);
+        for (field, (_, ty, _)) in schema.fields().iter().zip(COLUMNS_DOC) {
+            // The nullability written in the doc must be the schema's.
+            assert_eq!(
+                field.is_nullable(),
+                ty.ends_with(" null") && !ty.ends_with("not null"),
+                "{}",
+                field.name()
+            );
+        }
+    }
+
+    #[test]
+    fn empty_finish_has_schema() {
+        let mut b = ChatBatchBuilder::default();
+        assert!(b.is_empty());
+        let batch = b.finish();
+        assert_eq!(batch.num_rows(), 0);
+        assert_eq!(batch.schema(), chat_schema());
+    }
+}

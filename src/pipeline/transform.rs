@@ -1,0 +1,53 @@
+//! The per-record transform: unwrap the key, decrypt, check and type the plaintext.
+//!
+//! Pure and lock-free, so rayon can run it on every core.
+
+use crate::crypto::keyring::Keyring;
+use crate::crypto::message;
+use crate::error::{RecordError, RecordErrorKind};
+use crate::model::message::{parse, ChatMessage};
+use crate::model::record::EncryptedRecord;
+
+/// A record that decrypted to a chat message.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The record's seq.
+    pub seq: u64,
+    /// The key version that wrapped it.
+    pub publickey_ver: u32,
+    /// The exact decrypted plaintext.
+    pub plaintext: String,
+    /// The typed message.
+    pub message: ChatMessage,
+}
+
+/// Unwraps, decrypts and parses one record.
+///
+/// Output that is not a JSON chat message counts as a failed decrypt: the cipher has no MAC,
+/// so a wrong key "succeeds" with garbage about once in 256.
+pub fn decode(keyring: &Keyring, rec: &EncryptedRecord) -> Result<Decoded, RecordError> {
+    let fail = |kind: RecordErrorKind| RecordError {
+        seq: Some(rec.seq),
+        msgid: Some(rec.msgid.clone()),
+        line: None,
+        kind,
+    };
+    let encrypt_key = keyring
+        .unwrap(rec.publickey_ver, &rec.encrypt_random_key)
+        .map_err(|e| fail(e.into()))?;
+    let plain = message::decrypt(&encrypt_key, rec.encrypt_chat_msg.as_bytes())
+        .map_err(|e| fail(e.into()))?;
+    let message = parse(&plain).map_err(|e| fail(e.into()))?;
+    // `parse` accepted it, so it is UTF-8.
+    let plaintext = String::from_utf8(plain).map_err(|e| {
+        fail(RecordErrorKind::Malformed(format!(
+            "plaintext is not UTF-8: {e}"
+        )))
+    })?;
+    Ok(Decoded {
+        seq: rec.seq,
+        publickey_ver: rec.publickey_ver,
+        plaintext,
+        message,
+    })
+}

@@ -1,0 +1,134 @@
+//! Dead letters: every record that could not become a row, with its raw input and its error.
+//!
+//! Nothing is dropped: a record that fails to unwrap, decrypt or parse is written here with the
+//! untouched encrypted record, so that it can be replayed later (for example once the missing
+//! private key has been added). One JSON object per line:
+//!
+//! ```json
+//! {"seq":12,"msgid":"...","line":null,"error_kind":"unknown_key_version",
+//!  "error":"record seq 12 msgid ...: no private key for publickey_ver 3 ...",
+//!  "record":{"seq":12,"msgid":"...","publickey_ver":3,"encrypt_random_key":"...","encrypt_chat_msg":"..."},
+//!  "raw_input":null}
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::atomic::AtomicFile;
+use crate::error::RecordError;
+use crate::model::record::EncryptedRecord;
+
+/// One line of a dead-letter file.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    /// The record's seq, when known.
+    pub seq: Option<u64>,
+    /// The record's msgid, when known.
+    pub msgid: Option<&'a str>,
+    /// 1-based input line, for line-oriented inputs.
+    pub line: Option<u64>,
+    /// Stable error class (see [`crate::error::RecordErrorKind::name`]).
+    pub error_kind: &'static str,
+    /// Human-readable error, naming the record.
+    pub error: String,
+    /// The encrypted record, when the input parsed as one.
+    pub record: Option<&'a EncryptedRecord>,
+    /// The raw input text, when it did not parse as a record.
+    pub raw_input: Option<&'a str>,
+}
+
+impl<'a> DeadLetter<'a> {
+    /// A dead letter for `error`, keeping the record or the raw input.
+    pub fn new(
+        error: &'a RecordError,
+        record: Option<&'a EncryptedRecord>,
+        raw_input: Option<&'a str>,
+    ) -> Self {
+        DeadLetter {
+            seq: error.seq,
+            msgid: error.msgid.as_deref(),
+            line: error.line,
+            error_kind: error.kind.name(),
+            error: error.to_string(),
+            record,
+            raw_input,
+        }
+    }
+}
+
+/// Writes dead letters to `DIR/dead_letter/dead-<first>-<last>.jsonl`, committed atomically.
+pub struct DeadLetterSink {
+    dir: PathBuf,
+    open: Option<OpenFile>,
+    total: u64,
+    committed: Vec<PathBuf>,
+}
+
+struct OpenFile {
+    file: AtomicFile,
+    first: Option<u64>,
+    last: Option<u64>,
+    count: u64,
+}
+
+impl DeadLetterSink {
+    /// Dead letters will go under `out_dir/dead_letter/`.
+    pub fn new(out_dir: &Path) -> Self {
+        DeadLetterSink {
+            dir: out_dir.join("dead_letter"),
+            open: None,
+            total: 0,
+            committed: Vec::new(),
+        }
+    }
+
+    /// Appends one dead letter (buffered until [`Self::commit`]).
+    pub fn push(&mut self, letter: &DeadLetter<'_>) -> std::io::Result<()> {
+        if self.open.is_none() {
+            std::fs::create_dir_all(&self.dir)?;
+            self.open = Some(OpenFile {
+                file: AtomicFile::create(&self.dir, "dead", "jsonl")?,
+                first: None,
+                last: None,
+                count: 0,
+            });
+        }
+        let open = self.open.as_mut().expect("opened above");
+        serde_json::to_writer(open.file.writer(), letter)?;
+        open.file.writer().write_all(b"\n")?;
+        if let Some(seq) = letter.seq {
+            open.first = Some(open.first.map_or(seq, |f| f.min(seq)));
+            open.last = Some(open.last.map_or(seq, |l| l.max(seq)));
+        }
+        open.count += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Makes everything pushed so far durable under its final name.
+    pub fn commit(&mut self) -> std::io::Result<Option<PathBuf>> {
+        let Some(open) = self.open.take() else {
+            return Ok(None);
+        };
+        let name = match (open.first, open.last) {
+            (Some(f), Some(l)) => format!("dead-{f:020}-{l:020}-{}.jsonl", open.file.token()),
+            _ => format!("dead-unknown-{}.jsonl", open.file.token()),
+        };
+        let path = open.file.commit(&name)?;
+        self.committed.push(path.clone());
+        Ok(Some(path))
+    }
+
+    /// Dead letters pushed so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Files committed so far.
+    pub fn committed(&self) -> &[PathBuf] {
+        &self.committed
+    }
+}
+
+use std::io::Write as _;
