@@ -4,20 +4,24 @@
 //!
 //! The modules follow the way data flows (see `ARCHITECTURE.md` in the shared design notes):
 //!
-//! * [`source`] yields encrypted `chatdata` records ([`model::record::EncryptedRecord`]);
+//! * [`source`] yields encrypted `chatdata` records ([`model::record::EncryptedRecord`]) page by
+//!   page: the official SDK ([`source::sdk`]), dumps ([`source::file`]) or the simulator
+//!   ([`source::sim`]);
 //! * [`crypto`] unwraps each record's key ([`crypto::keyring`], [`crypto::unwrap`]) and decrypts the
 //!   message natively ([`crypto::message`], byte-compatible with the SDK's `DecryptData`);
 //! * [`model`] types the decrypted JSON ([`model::message::ChatMessage`]) and builds Arrow batches
 //!   ([`model::schema`]);
-//! * [`pipeline`] runs the per-record transform in parallel, in seq order;
-//! * [`sink`] commits Parquet files and dead letters.
+//! * [`pipeline`] runs the per-record transform in parallel, in seq order, and commits;
+//! * [`sink`] writes Parquet files and dead letters, atomically;
+//! * [`state`] remembers checkpoints in an embedded SQLite database.
 //!
 //! [`crypto::callback`] implements WXBizMsgCrypt for the callback side.
 
+pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod model;
-
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod state;

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use std::sync::atomic::AtomicBool;
 use wecom_archive::crypto::keyring::Keyring;
 use wecom_archive::crypto::unwrap::Backend;
-use wecom_archive::pipeline::{self, RunOptions, RunStats};
+
+use wecom_archive::pipeline::progress::{summary, Progress};
+use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::source::file::DumpReader;
+use wecom_archive::source::DumpSource;
 
 /// Arguments of `wecom-archive decrypt`.
 #[derive(Debug, clap::Args)]
@@ -65,8 +69,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading the key for publickey_ver {ver}"))?;
     }
     let reader = DumpReader::open(&args.input)?;
+    let mut source = DumpSource::new(reader, args.input.display().to_string());
     let mut options = RunOptions {
         chunk_records: args.chunk,
+        // One commit at the end: a dump is decrypted whole or not at all.
+        commit_every: u64::MAX,
         ..RunOptions::default()
     };
     options.parquet.rows_per_file = args.rows_per_file;
@@ -78,16 +85,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threads = rayon::current_num_threads(),
         "decrypting"
     );
-    let progress = |s: &RunStats| {
-        tracing::info!(
-            records = s.records_in,
-            written = s.written,
-            dead_lettered = s.dead_lettered,
-            msgs_per_sec = format!("{:.0}", s.msgs_per_sec()),
-            "progress"
-        );
+    let progress = Progress::new("decrypt", None);
+    let output = Output {
+        dir: &args.out,
+        layout: Layout::Flat,
+        state: None,
     };
-    let stats = pipeline::run(reader, &keyring, &args.out, &options, &progress)?;
+    let stats = pipeline::run(
+        &mut source,
+        &keyring,
+        output,
+        &options,
+        &AtomicBool::new(false),
+        &|s| progress.update(s),
+    );
+    progress.finish();
+    let stats = stats?;
     print_summary(&stats, &args.out);
     if args.strict && stats.dead_lettered > 0 {
         eprintln!(
@@ -100,18 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_summary(s: &RunStats, out: &std::path::Path) {
-    let seqs = match s.seq_range {
-        Some((a, b)) => format!("seq {a}..={b}"),
-        None => "no rows".to_string(),
-    };
-    println!(
-        "{} records in, {} written, {} dead-lettered, {:.0} msgs/s ({:.2} s), {seqs}",
-        s.records_in,
-        s.written,
-        s.dead_lettered,
-        s.msgs_per_sec(),
-        s.elapsed.as_secs_f64()
-    );
+    println!("{}", summary(s));
     for f in &s.files {
         println!("  wrote {} ({} rows)", f.path.display(), f.rows);
     }

@@ -1,10 +1,19 @@
 //! Command-line interface: one file per subcommand. Only this module knows about the terminal.
 
+mod bench;
 mod decrypt;
+mod demo;
+mod inspect;
+mod pull;
+mod sdk_worker;
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use wecom_archive::pipeline::{RunError, RunStats};
+use wecom_archive::state::{RunRecord, StateStore};
 
 /// Turns the WeCom session archive (会话内容存档) into Parquet.
 #[derive(Debug, Parser)]
@@ -20,8 +29,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Simulated archive -> pipeline -> Parquet: the whole job, no WeCom account needed.
+    Demo(demo::Args),
+    /// Pull archived messages through the official SDK into Parquet, checkpointed.
+    Pull(pull::Args),
     /// Decrypt a GetChatData dump (JSON or JSON Lines, plain or gzip) into Parquet.
     Decrypt(decrypt::Args),
+    /// Show what an output directory holds: counts, seq range, gaps, dead letters.
+    Inspect(inspect::Args),
+    /// Measure raw RSA unwrap and whole-pipeline throughput in one run.
+    Bench(bench::Args),
+    /// Internal: host the official SDK in a child process (JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    SdkWorker(sdk_worker::Args),
 }
 
 /// Exit code when the run finished but `--strict` was given and records were dead-lettered.
@@ -41,7 +61,12 @@ pub fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Pull(args) => pull::run(args),
         Command::Decrypt(args) => decrypt::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::SdkWorker(args) => sdk_worker::run(args),
     };
     match result {
         Ok(code) => code,
@@ -60,6 +85,53 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()
         .init();
+}
+
+/// A flag set by the first Ctrl-C / SIGTERM (finish the current batch, commit, exit); a second
+/// one exits at once.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Registered before the flag so that the second signal (flag already set) exits.
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag));
+        let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+    }
+    flag
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Appends the run to the history; a failure here is logged, never fatal.
+fn record_run(
+    store: &StateStore,
+    corp_id: &str,
+    started_at: i64,
+    before: Option<u64>,
+    result: &Result<RunStats, RunError>,
+) {
+    let after = store.checkpoint(corp_id).ok().flatten();
+    let (written, dead, outcome) = match result {
+        Ok(s) => (s.written, s.dead_lettered, "ok".to_string()),
+        Err(e) => (0, 0, e.to_string()),
+    };
+    let run = RunRecord {
+        corp_id: corp_id.to_owned(),
+        started_at,
+        finished_at: unix_now(),
+        from_seq: before.unwrap_or(0),
+        to_seq: after.unwrap_or(0),
+        written,
+        dead_lettered: dead,
+        outcome,
+    };
+    if let Err(e) = store.record_run(&run) {
+        tracing::warn!(error = %e, "could not record the run history");
+    }
 }

@@ -1,19 +1,28 @@
-//! Moves records from a source through the parallel decrypt to the sinks.
+//! Moves records from a [`Source`] through the parallel decrypt to the sinks.
 //!
 //! ```text
-//! reader thread ──chunks──▶ decrypt (rayon, order kept) ──chunks──▶ writer thread
-//!   (parse input)     bounded      (unwrap, DecryptData, parse)    bounded   (Arrow, Parquet, dead letters)
+//! fetch thread ──chunks──▶ decrypt (rayon, order kept) ──chunks──▶ writer thread
+//!  (pages after the cursor,   bounded   (unwrap, DecryptData, parse)   bounded  (Arrow, Parquet,
+//!   dedupe by seq and msgid)                                                   dead letters, commit)
 //! ```
 //!
-//! The channels are bounded, so memory stays flat whatever the input size, and reading and
-//! writing overlap with decryption. Output order is input order.
+//! The channels are bounded, so memory stays flat whatever the archive size, and fetching and
+//! writing overlap with decryption. Output order is seq order.
+//!
+//! A run commits every [`RunOptions::commit_every`] records: the open Parquet files and dead
+//! letters are fsynced, journaled in the state store, renamed, and only then the checkpoint moves
+//! (see [`crate::state::store`]). A crash at any point loses nothing and duplicates nothing.
 
+pub mod progress;
+pub mod recover;
 pub mod transform;
 
-use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{bounded, Receiver, Sender};
 use rayon::prelude::*;
 
 use crate::crypto::keyring::Keyring;
@@ -22,29 +31,79 @@ use crate::model::record::EncryptedRecord;
 use crate::model::schema::ChatBatchBuilder;
 use crate::sink::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::sink::parquet::{CommittedPart, ParquetOptions, ParquetSink, SinkError};
-use crate::source::file::{InputError, Rejected};
+use crate::source::{Item, Rejected, Source, SourceError, MAX_PAGE};
+use crate::state::{Rename, StateError, StateStore};
 use transform::{decode, Decoded};
+
+/// How rows are laid out under the output directory.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// `part-<first>-<last>.parquet` directly under the output directory (`decrypt`).
+    Flat,
+    /// Hive partitions `corp_id=<corp>/date=<YYYY-MM-DD>/part-<first>-<last>.parquet`, the date
+    /// of `msgtime` in `tz`; dead letters under `corp_id=<corp>/dead_letter/`.
+    Hive {
+        /// The corp (also the checkpoint key).
+        corp_id: String,
+        /// Time zone of the `date=` partition.
+        tz: jiff::tz::TimeZone,
+    },
+}
+
+impl Layout {
+    /// The directory, relative to the output root, that holds this layout's dead letters.
+    pub fn dead_letter_root(&self, out: &Path) -> PathBuf {
+        match self {
+            Layout::Flat => out.to_owned(),
+            Layout::Hive { corp_id, .. } => out.join(format!("corp_id={corp_id}")),
+        }
+    }
+
+    /// The partition (relative directory) of a row.
+    fn partition(&self, msgtime_ms: Option<i64>) -> String {
+        match self {
+            Layout::Flat => String::new(),
+            Layout::Hive { corp_id, tz } => {
+                let date = msgtime_ms
+                    .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                    .map(|t| t.to_zoned(tz.clone()).date().to_string())
+                    // Hive's own name for a null partition value.
+                    .unwrap_or_else(|| "__HIVE_DEFAULT_PARTITION__".to_string());
+                format!("corp_id={corp_id}/date={date}")
+            }
+        }
+    }
+}
 
 /// Tuning of a run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Records decrypted together (one rayon fan-out, one Arrow batch).
+    /// Records decrypted together (one rayon fan-out).
     pub chunk_records: usize,
     /// Chunks in flight between stages.
     pub queue_chunks: usize,
+    /// Records per `GetChatData` call (≤ 1000).
+    pub page_size: u32,
+    /// Records between commits (each commit closes the open files and moves the checkpoint).
+    pub commit_every: u64,
     /// Parquet settings.
     pub parquet: ParquetOptions,
     /// How often progress is reported.
     pub progress_every: Duration,
+    /// Msgids remembered for the duplicate guard.
+    pub dedupe_window: usize,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            chunk_records: 4096,
+            chunk_records: 2048,
             queue_chunks: 4,
+            page_size: MAX_PAGE,
+            commit_every: 100_000,
             parquet: ParquetOptions::default(),
-            progress_every: Duration::from_secs(2),
+            progress_every: Duration::from_millis(500),
+            dedupe_window: 200_000,
         }
     }
 }
@@ -52,22 +111,30 @@ impl Default for RunOptions {
 /// Counts of a run, reported as progress and as the final summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {
-    /// Input entries seen (records and malformed entries).
+    /// Entries received from the source (records and malformed entries).
     pub records_in: u64,
     /// Rows written to Parquet.
     pub written: u64,
     /// Entries sent to the dead letters.
     pub dead_lettered: u64,
+    /// Records skipped as duplicates (seq already committed, or msgid seen).
+    pub duplicates: u64,
     /// Bytes of plaintext decrypted.
     pub plaintext_bytes: u64,
+    /// Bytes of encrypted input.
+    pub input_bytes: u64,
     /// Lowest and highest seq written.
     pub seq_range: Option<(u64, u64)>,
+    /// The checkpoint after the last commit.
+    pub checkpoint: Option<u64>,
+    /// Commits made.
+    pub commits: u64,
     /// Wall time so far.
     pub elapsed: Duration,
     /// Parquet files committed.
     pub files: Vec<CommittedPart>,
     /// Dead-letter files committed.
-    pub dead_letter_files: Vec<std::path::PathBuf>,
+    pub dead_letter_files: Vec<PathBuf>,
 }
 
 impl RunStats {
@@ -85,18 +152,37 @@ impl RunStats {
 /// A failure that stops the run (as opposed to a bad record, which is dead-lettered).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The input could not be read.
+    /// The source failed.
     #[error(transparent)]
-    Input(#[from] InputError),
+    Source(#[from] SourceError),
     /// The Parquet output failed.
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// The dead-letter output failed: stop rather than lose records.
     #[error("writing dead letters: {0}")]
     DeadLetter(std::io::Error),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Publishing committed files failed.
+    #[error("publishing {path}: {source}")]
+    Publish {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
 }
 
-type Item = Result<EncryptedRecord, Rejected>;
+/// Where a run writes.
+pub struct Output<'a> {
+    /// The output root.
+    pub dir: &'a Path,
+    /// The layout under it.
+    pub layout: Layout,
+    /// The checkpoint store; `None` for one-shot runs without resume (`decrypt`).
+    pub state: Option<&'a mut StateStore>,
+}
 
 enum Outcome {
     Row(Decoded),
@@ -104,77 +190,199 @@ enum Outcome {
     Rejected(Rejected),
 }
 
-/// Runs records from `input` through the decrypt into `out_dir`, calling `progress` from time
-/// to time. Everything written is committed (fsynced and renamed) before this returns `Ok`.
-pub fn run<I>(
-    input: I,
+impl Outcome {
+    fn seq(&self) -> Option<u64> {
+        match self {
+            Outcome::Row(d) => Some(d.seq),
+            Outcome::Failed(r, _) => Some(r.seq),
+            Outcome::Rejected(r) => r.error.seq,
+        }
+    }
+}
+
+/// What the fetch stage sends on: a chunk of entries and the duplicates it dropped.
+struct Chunk {
+    items: Vec<Item>,
+    duplicates: u64,
+    input_bytes: u64,
+}
+
+/// Runs the records of `source` after the checkpoint (or after seq 0 without a state store)
+/// through the decrypt into `output`, until the source has no more. `stop` ends the run early at
+/// the next page: what was fetched is still decrypted, written and committed.
+pub fn run(
+    source: &mut dyn Source,
     keyring: &Keyring,
-    out_dir: &Path,
+    output: Output<'_>,
     options: &RunOptions,
+    stop: &AtomicBool,
     progress: &(dyn Fn(&RunStats) + Sync),
-) -> Result<RunStats, RunError>
-where
-    I: Iterator<Item = Result<Item, InputError>> + Send,
-{
+) -> Result<RunStats, RunError> {
     let start = Instant::now();
-    let sink = ParquetSink::new(out_dir, options.parquet.clone())?;
-    let dead = DeadLetterSink::new(out_dir);
-    let (raw_tx, raw_rx) = sync_channel::<Result<Vec<Item>, InputError>>(options.queue_chunks);
-    let (done_tx, done_rx) = sync_channel::<Vec<Outcome>>(options.queue_chunks);
-    let chunk = options.chunk_records.max(1);
+    let Output {
+        dir,
+        layout,
+        mut state,
+    } = output;
+    let corp = match &layout {
+        Layout::Hive { corp_id, .. } => corp_id.clone(),
+        Layout::Flat => String::new(),
+    };
+    let mut from_seq = None;
+    if let Some(store) = state.as_deref_mut() {
+        recover::recover(store, &corp, &layout.dead_letter_root(dir))?;
+        from_seq = store.checkpoint(&corp)?;
+    }
+    let sink = ParquetSink::new(dir, options.parquet.clone())?;
+    let dead = DeadLetterSink::new(&layout.dead_letter_root(dir));
+    let (raw_tx, raw_rx) = bounded::<Result<Chunk, SourceError>>(options.queue_chunks);
+    let (done_tx, done_rx) = bounded::<(Vec<Outcome>, u64, u64)>(options.queue_chunks);
+    let writer = Writer {
+        sink,
+        dead,
+        layout,
+        state,
+        corp,
+        builders: BTreeMap::new(),
+        stats: RunStats {
+            checkpoint: from_seq,
+            ..RunStats::default()
+        },
+        since_commit: 0,
+        high_seq: None,
+        chunk: options.chunk_records,
+    };
 
     std::thread::scope(|s| {
-        s.spawn(move || read_chunks(input, chunk, raw_tx));
-        let writer = s.spawn(move || write_chunks(done_rx, sink, dead, start, options, progress));
-        let mut input_error = None;
+        s.spawn(move || fetch(source, from_seq, options, stop, raw_tx));
+        let writer = s.spawn(move || writer.run(done_rx, start, options, progress));
+        let mut source_error = None;
         for msg in raw_rx {
             match msg {
-                Ok(items) => {
-                    let outcomes = decrypt_chunk(keyring, items);
-                    if done_tx.send(outcomes).is_err() {
+                Ok(chunk) => {
+                    let outcomes = decrypt_chunk(keyring, chunk.items);
+                    if done_tx
+                        .send((outcomes, chunk.duplicates, chunk.input_bytes))
+                        .is_err()
+                    {
                         break; // the writer failed; its error is reported below
                     }
                 }
                 Err(e) => {
-                    input_error = Some(e);
+                    source_error = Some(e);
                     break;
                 }
             }
         }
         drop(done_tx);
         let stats = writer.join().expect("writer thread panicked")?;
-        match input_error {
+        match source_error {
+            // Everything fetched before the failure is committed; the next run resumes there.
             Some(e) => Err(e.into()),
             None => Ok(stats),
         }
     })
 }
 
-fn read_chunks<I>(input: I, chunk: usize, tx: SyncSender<Result<Vec<Item>, InputError>>)
-where
-    I: Iterator<Item = Result<Item, InputError>>,
-{
-    let mut buf = Vec::with_capacity(chunk);
-    for item in input {
-        match item {
-            Ok(it) => {
-                buf.push(it);
-                if buf.len() == chunk
-                    && tx
-                        .send(Ok(std::mem::replace(&mut buf, Vec::with_capacity(chunk))))
-                        .is_err()
-                {
-                    return;
-                }
+/// Bounded memory of recent msgids: the second guard against duplicates, after the seq cursor.
+struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl RecentIds {
+    fn new(cap: usize) -> Self {
+        RecentIds {
+            set: HashSet::with_capacity(cap.min(1 << 16)),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    /// True if `id` was seen already; remembers it otherwise.
+    fn seen(&mut self, id: &str) -> bool {
+        if self.cap == 0 || id.is_empty() {
+            return false;
+        }
+        if self.set.contains(id) {
+            return true;
+        }
+        if self.order.len() == self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
             }
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        false
+    }
+}
+
+fn fetch(
+    source: &mut dyn Source,
+    from_seq: Option<u64>,
+    options: &RunOptions,
+    stop: &AtomicBool,
+    tx: Sender<Result<Chunk, SourceError>>,
+) {
+    let limit = options.page_size.clamp(1, MAX_PAGE);
+    let chunk = options.chunk_records.max(1);
+    let mut cursor = from_seq.unwrap_or(0);
+    let mut recent = RecentIds::new(options.dedupe_window);
+    let mut buf = Chunk {
+        items: Vec::with_capacity(chunk),
+        duplicates: 0,
+        input_bytes: 0,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let page = match source.fetch(cursor, limit) {
+            Ok(p) => p,
             Err(e) => {
-                let _ = tx.send(Ok(std::mem::take(&mut buf)));
+                let _ = tx.send(Ok(std::mem::replace(
+                    &mut buf,
+                    Chunk {
+                        items: Vec::new(),
+                        duplicates: 0,
+                        input_bytes: 0,
+                    },
+                )));
                 let _ = tx.send(Err(e));
                 return;
             }
+        };
+        if page.items.is_empty() {
+            break;
+        }
+        cursor = page.next_cursor(cursor);
+        for item in page.items {
+            if let Ok(rec) = &item {
+                // The source should not return what is at or below the cursor, nor a msgid
+                // twice; if it does, the record is already in the output.
+                if from_seq.is_some_and(|f| rec.seq <= f) || recent.seen(&rec.msgid) {
+                    buf.duplicates += 1;
+                    continue;
+                }
+                buf.input_bytes +=
+                    (rec.encrypt_chat_msg.len() + rec.encrypt_random_key.len()) as u64;
+            }
+            buf.items.push(item);
+            if buf.items.len() == chunk {
+                let full = std::mem::replace(
+                    &mut buf,
+                    Chunk {
+                        items: Vec::with_capacity(chunk),
+                        duplicates: 0,
+                        input_bytes: 0,
+                    },
+                );
+                if tx.send(Ok(full)).is_err() {
+                    return;
+                }
+            }
         }
     }
-    if !buf.is_empty() {
+    if !buf.items.is_empty() || buf.duplicates > 0 {
         let _ = tx.send(Ok(buf));
     }
 }
@@ -193,62 +401,152 @@ fn decrypt_chunk(keyring: &Keyring, items: Vec<Item>) -> Vec<Outcome> {
         .collect()
 }
 
-fn write_chunks(
-    rx: Receiver<Vec<Outcome>>,
-    mut sink: ParquetSink,
-    mut dead: DeadLetterSink,
-    start: Instant,
-    options: &RunOptions,
-    progress: &(dyn Fn(&RunStats) + Sync),
-) -> Result<RunStats, RunError> {
-    let mut stats = RunStats::default();
-    let mut builder = ChatBatchBuilder::with_capacity(options.chunk_records);
-    let mut last_report = Instant::now();
-    for outcomes in rx {
-        let mut range: Option<(u64, u64)> = None;
+struct Writer<'a> {
+    sink: ParquetSink,
+    dead: DeadLetterSink,
+    layout: Layout,
+    state: Option<&'a mut StateStore>,
+    corp: String,
+    /// One builder per partition seen in the current chunk, reused across chunks.
+    builders: BTreeMap<String, (ChatBatchBuilder, u64, u64)>,
+    stats: RunStats,
+    since_commit: u64,
+    /// Highest seq handed to the sinks since the start (the next checkpoint).
+    high_seq: Option<u64>,
+    chunk: usize,
+}
+
+impl Writer<'_> {
+    fn run(
+        mut self,
+        rx: Receiver<(Vec<Outcome>, u64, u64)>,
+        start: Instant,
+        options: &RunOptions,
+        progress: &(dyn Fn(&RunStats) + Sync),
+    ) -> Result<RunStats, RunError> {
+        let mut last_report = Instant::now();
+        for (outcomes, duplicates, input_bytes) in rx {
+            self.stats.duplicates += duplicates;
+            self.stats.input_bytes += input_bytes;
+            self.write_chunk(outcomes)?;
+            if self.since_commit >= options.commit_every {
+                self.commit()?;
+            }
+            if last_report.elapsed() >= options.progress_every {
+                self.stats.elapsed = start.elapsed();
+                progress(&self.stats);
+                last_report = Instant::now();
+            }
+        }
+        self.commit()?;
+        self.stats.files = self.sink.committed().to_vec();
+        self.stats.dead_letter_files = self.dead.committed().to_vec();
+        self.stats.elapsed = start.elapsed();
+        progress(&self.stats);
+        Ok(self.stats)
+    }
+
+    fn write_chunk(&mut self, outcomes: Vec<Outcome>) -> Result<(), RunError> {
         for outcome in outcomes {
-            stats.records_in += 1;
+            self.stats.records_in += 1;
+            self.since_commit += 1;
+            if let Some(seq) = outcome.seq() {
+                self.high_seq = Some(self.high_seq.map_or(seq, |h| h.max(seq)));
+            }
             match outcome {
                 Outcome::Row(row) => {
-                    builder.append(row.seq, row.publickey_ver, &row.plaintext, &row.message);
-                    stats.plaintext_bytes += row.plaintext.len() as u64;
-                    range = Some(range.map_or((row.seq, row.seq), |(a, b)| {
-                        (a.min(row.seq), b.max(row.seq))
-                    }));
+                    let partition = self.layout.partition(row.message.msgtime);
+                    let chunk = self.chunk;
+                    let (b, first, last) = self
+                        .builders
+                        .entry(partition)
+                        .or_insert_with(|| (ChatBatchBuilder::with_capacity(chunk), u64::MAX, 0));
+                    b.append(row.seq, row.publickey_ver, &row.plaintext, &row.message);
+                    *first = (*first).min(row.seq);
+                    *last = (*last).max(row.seq);
+                    self.stats.plaintext_bytes += row.plaintext.len() as u64;
+                    self.stats.written += 1;
+                    self.stats.seq_range =
+                        Some(self.stats.seq_range.map_or((row.seq, row.seq), |(a, z)| {
+                            (a.min(row.seq), z.max(row.seq))
+                        }));
                 }
                 Outcome::Failed(rec, err) => {
-                    dead.push(&DeadLetter::new(&err, Some(&rec), None))
+                    tracing::warn!(error = %err, "dead-lettered");
+                    self.dead
+                        .push(&DeadLetter::new(&err, Some(&rec), None))
                         .map_err(RunError::DeadLetter)?;
-                    stats.dead_lettered += 1;
+                    self.stats.dead_lettered += 1;
                 }
                 Outcome::Rejected(r) => {
-                    dead.push(&DeadLetter::new(&r.error, None, Some(&r.raw)))
+                    tracing::warn!(error = %r.error, "dead-lettered");
+                    self.dead
+                        .push(&DeadLetter::new(&r.error, None, Some(&r.raw)))
                         .map_err(RunError::DeadLetter)?;
-                    stats.dead_lettered += 1;
+                    self.stats.dead_lettered += 1;
                 }
             }
         }
-        if let Some((first, last)) = range {
-            let batch = builder.finish();
-            stats.written += batch.num_rows() as u64;
-            sink.write(&batch, first, last)?;
-            stats.seq_range = Some(
-                stats
-                    .seq_range
-                    .map_or((first, last), |(a, b)| (a.min(first), b.max(last))),
-            );
+        let mut full = false;
+        for (partition, (b, first, last)) in self.builders.iter_mut() {
+            if b.is_empty() {
+                continue;
+            }
+            let batch = b.finish();
+            full |= self.sink.write_to(partition, &batch, *first, *last)?;
+            *first = u64::MAX;
+            *last = 0;
         }
-        if last_report.elapsed() >= options.progress_every {
-            stats.elapsed = start.elapsed();
-            progress(&stats);
-            last_report = Instant::now();
+        // Builders are reused across chunks; a long run crossing many dates keeps a handful.
+        if self.builders.len() > 8 {
+            self.builders.clear();
         }
+        if full {
+            self.commit()?;
+        }
+        Ok(())
     }
-    // Dead letters first: a record is never only in a file that might not be committed.
-    dead.commit().map_err(RunError::DeadLetter)?;
-    sink.commit()?;
-    stats.files = sink.committed().to_vec();
-    stats.dead_letter_files = dead.committed().to_vec();
-    stats.elapsed = start.elapsed();
-    Ok(stats)
+
+    /// Makes everything written so far durable, then moves the checkpoint.
+    fn commit(&mut self) -> Result<(), RunError> {
+        let parts = self.sink.prepare()?;
+        let dead = self.dead.prepare().map_err(RunError::DeadLetter)?;
+        if parts.is_empty() && dead.is_none() && self.since_commit == 0 {
+            return Ok(());
+        }
+        let mut renames: Vec<Rename> = parts
+            .iter()
+            .map(|p| Rename {
+                tmp: p.file.tmp.clone(),
+                dest: p.file.dest.clone(),
+            })
+            .collect();
+        if let Some(d) = &dead {
+            renames.push(Rename {
+                tmp: d.tmp.clone(),
+                dest: d.dest.clone(),
+            });
+        }
+        let journal = match (self.state.as_deref(), self.high_seq) {
+            (Some(store), Some(seq)) => Some(store.journal_commit(&self.corp, seq, &renames)?),
+            _ => None,
+        };
+        for r in &renames {
+            crate::sink::atomic::publish(&r.tmp, &r.dest).map_err(|source| RunError::Publish {
+                path: r.dest.clone(),
+                source,
+            })?;
+        }
+        if let (Some(store), Some(id)) = (self.state.as_deref_mut(), journal) {
+            store.complete_commit(id)?;
+            self.stats.checkpoint = self.high_seq;
+        }
+        self.sink.mark_committed(parts.into_iter().map(|p| p.part));
+        if let Some(d) = dead {
+            self.dead.mark_committed(d.dest);
+        }
+        self.stats.commits += 1;
+        self.since_commit = 0;
+        Ok(())
+    }
 }

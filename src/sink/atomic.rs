@@ -42,14 +42,49 @@ impl AtomicFile {
 
     /// Flushes, fsyncs, renames to `dir/name` and fsyncs the directory.
     pub fn commit(self, name: &str) -> std::io::Result<PathBuf> {
+        let prepared = self.prepare(name)?;
+        prepared.publish()?;
+        Ok(prepared.dest)
+    }
+
+    /// The first half of [`Self::commit`]: flushes and fsyncs the temporary, and names its final
+    /// path, without renaming. Lets a caller journal several files before publishing any.
+    pub fn prepare(self, name: &str) -> std::io::Result<Prepared> {
         let file = self.writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        let dest = self.dir.join(name);
-        std::fs::rename(&self.tmp, &dest)?;
-        sync_dir(&self.dir)?;
-        Ok(dest)
+        Ok(Prepared {
+            dest: self.dir.join(name),
+            tmp: self.tmp,
+        })
     }
+}
+
+/// A complete, fsynced temporary file waiting to be renamed to its final name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The temporary file.
+    pub tmp: PathBuf,
+    /// Its final name.
+    pub dest: PathBuf,
+}
+
+impl Prepared {
+    /// Renames the temporary to its final name and fsyncs the directory. Idempotent: when the
+    /// temporary is gone and the destination exists (a rename done before a crash), it succeeds.
+    pub fn publish(&self) -> std::io::Result<()> {
+        publish(&self.tmp, &self.dest)
+    }
+}
+
+/// Renames `tmp` to `dest` and fsyncs `dest`'s directory; succeeds when this was already done.
+pub fn publish(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    match std::fs::rename(tmp, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dest.exists() => {}
+        Err(e) => return Err(e),
+    }
+    sync_dir(dest.parent().unwrap_or(Path::new(".")))
 }
 
 /// Fsyncs a directory so that a rename in it survives a crash.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::atomic::AtomicFile;
+use super::atomic::{AtomicFile, Prepared};
 use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
 
@@ -108,6 +108,18 @@ impl DeadLetterSink {
 
     /// Makes everything pushed so far durable under its final name.
     pub fn commit(&mut self) -> std::io::Result<Option<PathBuf>> {
+        let Some(prepared) = self.prepare()? else {
+            return Ok(None);
+        };
+        prepared.publish()?;
+        self.mark_committed(prepared.dest.clone());
+        Ok(Some(prepared.dest))
+    }
+
+    /// Fsyncs what was pushed under a temporary name, without renaming (see
+    /// [`super::atomic::AtomicFile::prepare`]); the caller publishes it, then calls
+    /// [`Self::mark_committed`].
+    pub fn prepare(&mut self) -> std::io::Result<Option<Prepared>> {
         let Some(open) = self.open.take() else {
             return Ok(None);
         };
@@ -115,9 +127,12 @@ impl DeadLetterSink {
             (Some(f), Some(l)) => format!("dead-{f:020}-{l:020}-{}.jsonl", open.file.token()),
             _ => format!("dead-unknown-{}.jsonl", open.file.token()),
         };
-        let path = open.file.commit(&name)?;
-        self.committed.push(path.clone());
-        Ok(Some(path))
+        open.file.prepare(&name).map(Some)
+    }
+
+    /// Records a file published by the caller.
+    pub fn mark_committed(&mut self, path: PathBuf) {
+        self.committed.push(path);
     }
 
     /// Dead letters pushed so far.

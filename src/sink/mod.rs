@@ -1,5 +1,7 @@
-//! Where rows land: Parquet files and dead letters, both committed atomically.
+//! Where rows land: Parquet files and dead letters, both committed atomically, and the
+//! inventory of what an output directory holds.
 
 pub mod atomic;
 pub mod dead_letter;
+pub mod inventory;
 pub mod parquet;

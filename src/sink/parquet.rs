@@ -1,6 +1,7 @@
 //! Parquet output: zstd-compressed files named by the seq range they hold,
 //! `part-<first_seq>-<last_seq>.parquet`, that appear only once complete and fsynced.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -8,7 +9,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::atomic::AtomicFile;
+use super::atomic::{AtomicFile, Prepared};
 use crate::model::schema::chat_schema;
 
 /// Tuning of the Parquet output.
@@ -66,11 +67,14 @@ pub struct CommittedPart {
     pub last_seq: u64,
 }
 
-/// Writes chat batches into seq-ranged Parquet files under one directory.
+/// Writes chat batches into seq-ranged Parquet files, one open file per partition directory.
+///
+/// A partition is a directory relative to the sink's root (`""` for the root itself, or a Hive
+/// path such as `corp_id=ww1/date=2026-11-26`).
 pub struct ParquetSink {
     dir: PathBuf,
     options: ParquetOptions,
-    open: Option<OpenPart>,
+    open: BTreeMap<String, OpenPart>,
     committed: Vec<CommittedPart>,
 }
 
@@ -79,6 +83,15 @@ struct OpenPart {
     first_seq: u64,
     last_seq: u64,
     rows: u64,
+}
+
+/// A Parquet file complete and fsynced under a temporary name, waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedPart {
+    /// The temporary and final paths.
+    pub file: Prepared,
+    /// What the file holds.
+    pub part: CommittedPart,
 }
 
 impl ParquetSink {
@@ -91,7 +104,7 @@ impl ParquetSink {
         Ok(ParquetSink {
             dir: dir.to_owned(),
             options,
-            open: None,
+            open: BTreeMap::new(),
             committed: Vec::new(),
         })
     }
@@ -110,19 +123,36 @@ impl ParquetSink {
         }
     }
 
-    /// Appends a batch whose rows have seqs in `first_seq..=last_seq`. The rows become durable
-    /// only at the next [`Self::commit`] (or when the file fills up and is committed).
+    /// Appends a batch whose rows have seqs in `first_seq..=last_seq` to the root partition.
+    /// The rows become durable only at the next [`Self::commit`] (or when the file fills up).
     pub fn write(
         &mut self,
         batch: &RecordBatch,
         first_seq: u64,
         last_seq: u64,
     ) -> Result<(), SinkError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+        if self.write_to("", batch, first_seq, last_seq)? {
+            self.commit()?;
         }
-        if self.open.is_none() {
-            let file = AtomicFile::create(&self.dir, "part", "parquet").map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Appends a batch to `partition`. Returns true when the partition's file reached
+    /// `rows_per_file` and should be committed.
+    pub fn write_to(
+        &mut self,
+        partition: &str,
+        batch: &RecordBatch,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<bool, SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(false);
+        }
+        if !self.open.contains_key(partition) {
+            let dir = self.dir.join(partition);
+            std::fs::create_dir_all(&dir).map_err(|e| self.io(e))?;
+            let file = AtomicFile::create(&dir, "part", "parquet").map_err(|e| self.io(e))?;
             let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| self.pq(e))?;
             let props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(level))
@@ -131,45 +161,69 @@ impl ParquetSink {
                 .build();
             let writer =
                 ArrowWriter::try_new(file, chat_schema(), Some(props)).map_err(|e| self.pq(e))?;
-            self.open = Some(OpenPart {
-                writer,
-                first_seq,
-                last_seq,
-                rows: 0,
-            });
+            self.open.insert(
+                partition.to_owned(),
+                OpenPart {
+                    writer,
+                    first_seq,
+                    last_seq,
+                    rows: 0,
+                },
+            );
         }
-        let open = self.open.as_mut().expect("opened above");
+        let dir = self.dir.clone();
+        let open = self.open.get_mut(partition).expect("opened above");
         open.writer
             .write(batch)
-            .map_err(|source| SinkError::Parquet {
-                dir: self.dir.clone(),
-                source,
-            })?;
+            .map_err(|source| SinkError::Parquet { dir, source })?;
         open.first_seq = open.first_seq.min(first_seq);
         open.last_seq = open.last_seq.max(last_seq);
         open.rows += batch.num_rows() as u64;
-        if open.rows >= self.options.rows_per_file as u64 {
-            self.commit()?;
-        }
-        Ok(())
+        Ok(open.rows >= self.options.rows_per_file as u64)
     }
 
-    /// Closes the open file, fsyncs it and renames it to its final name.
-    pub fn commit(&mut self) -> Result<Option<CommittedPart>, SinkError> {
-        let Some(open) = self.open.take() else {
-            return Ok(None);
-        };
-        let file = open.writer.into_inner().map_err(|e| self.pq(e))?;
-        let name = format!("part-{}-{}.parquet", open.first_seq, open.last_seq);
-        let path = file.commit(&name).map_err(|e| self.io(e))?;
-        let part = CommittedPart {
-            path,
-            rows: open.rows,
-            first_seq: open.first_seq,
-            last_seq: open.last_seq,
-        };
-        self.committed.push(part.clone());
-        Ok(Some(part))
+    /// Rows buffered in open files (not yet committed).
+    pub fn open_rows(&self) -> u64 {
+        self.open.values().map(|o| o.rows).sum()
+    }
+
+    /// Closes every open file and fsyncs it under its temporary name; nothing is renamed yet.
+    /// The caller publishes the files (after journaling them) and then calls
+    /// [`Self::mark_committed`].
+    pub fn prepare(&mut self) -> Result<Vec<PreparedPart>, SinkError> {
+        let open = std::mem::take(&mut self.open);
+        let mut out = Vec::with_capacity(open.len());
+        for (_, part) in open {
+            let file = part.writer.into_inner().map_err(|e| self.pq(e))?;
+            let name = format!("part-{}-{}.parquet", part.first_seq, part.last_seq);
+            let prepared = file.prepare(&name).map_err(|e| self.io(e))?;
+            out.push(PreparedPart {
+                part: CommittedPart {
+                    path: prepared.dest.clone(),
+                    rows: part.rows,
+                    first_seq: part.first_seq,
+                    last_seq: part.last_seq,
+                },
+                file: prepared,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records parts published by the caller (see [`Self::prepare`]).
+    pub fn mark_committed(&mut self, parts: impl IntoIterator<Item = CommittedPart>) {
+        self.committed.extend(parts);
+    }
+
+    /// Closes the open files, fsyncs them and renames them to their final names.
+    pub fn commit(&mut self) -> Result<Vec<CommittedPart>, SinkError> {
+        let prepared = self.prepare()?;
+        for p in &prepared {
+            p.file.publish().map_err(|e| self.io(e))?;
+        }
+        let parts: Vec<CommittedPart> = prepared.into_iter().map(|p| p.part).collect();
+        self.committed.extend(parts.iter().cloned());
+        Ok(parts)
     }
 
     /// Files committed so far.

@@ -1,7 +1,107 @@
 //! Where encrypted records come from.
 //!
+//! * [`sdk`]: the official `libWeWorkFinanceSdk_C.so`, run in a child process (`GetChatData`).
 //! * [`file`]: `GetChatData` dumps and JSON Lines, plain or gzip, or stdin.
-//! * [`sim`]: records encrypted exactly as WeCom does (for the simulator, samples and tests).
+//! * [`sim`]: a deterministic simulator of a corp's archive, encrypted exactly as WeCom does.
+//!
+//! Every source answers the same question as `GetChatData`: "the records after this seq".
 
 pub mod file;
+pub mod sdk;
 pub mod sim;
+
+use crate::model::record::EncryptedRecord;
+pub use file::{InputError, Rejected};
+
+/// `GetChatData` never returns more than this many records per call.
+pub const MAX_PAGE: u32 = 1000;
+
+/// One entry of a page: a record, or an entry that is not one (kept for the dead letters).
+pub type Item = Result<EncryptedRecord, Rejected>;
+
+/// One page of records, in seq order.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The entries of the page.
+    pub items: Vec<Item>,
+}
+
+impl Page {
+    /// The cursor for the next call: the highest seq of the page, or `after` for an empty page.
+    pub fn next_cursor(&self, after: u64) -> u64 {
+        self.items
+            .iter()
+            .filter_map(|i| match i {
+                Ok(r) => Some(r.seq),
+                Err(r) => r.error.seq,
+            })
+            .fold(after, u64::max)
+    }
+}
+
+/// Why a source could not deliver a page. Bad records are not errors: they ride in the page.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A dump could not be read.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The official SDK failed (after its retries).
+    #[error(transparent)]
+    Sdk(#[from] sdk::SdkError),
+}
+
+/// A cursor-driven source of encrypted records, like `GetChatData`.
+pub trait Source: Send {
+    /// A short description for logs and summaries (never a secret).
+    fn describe(&self) -> String;
+
+    /// Up to `limit` (≤ [`MAX_PAGE`]) entries with seq greater than `after`, in seq order. An
+    /// empty page means "caught up for now".
+    fn fetch(&mut self, after: u64, limit: u32) -> Result<Page, SourceError>;
+}
+
+/// A dump file as a [`Source`]: read front to back, in file order. Entries at or below the
+/// cursor of the *first* fetch (a resumed run's checkpoint) are skipped; later cursors are
+/// ignored, so a dump that is not sorted by seq still yields every entry.
+pub struct DumpSource {
+    reader: file::DumpReader,
+    name: String,
+    floor: Option<u64>,
+}
+
+impl DumpSource {
+    /// Wraps an opened dump.
+    pub fn new(reader: file::DumpReader, name: impl Into<String>) -> Self {
+        DumpSource {
+            reader,
+            name: name.into(),
+            floor: None,
+        }
+    }
+}
+
+impl Source for DumpSource {
+    fn describe(&self) -> String {
+        format!("dump {}", self.name)
+    }
+
+    fn fetch(&mut self, after: u64, limit: u32) -> Result<Page, SourceError> {
+        let floor = *self.floor.get_or_insert(after);
+        let mut items = Vec::with_capacity(limit as usize);
+        while items.len() < limit as usize {
+            let Some(item) = self.reader.next() else {
+                break;
+            };
+            let item = item?;
+            let seq = match &item {
+                Ok(r) => Some(r.seq),
+                Err(r) => r.error.seq,
+            };
+            if floor > 0 && seq.is_some_and(|s| s <= floor) {
+                continue;
+            }
+            items.push(item);
+        }
+        Ok(Page { items })
+    }
+}

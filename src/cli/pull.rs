@@ -1,0 +1,164 @@
+//! `wecom-archive pull`: the official SDK → pipeline → Hive-partitioned Parquet, per corp,
+//! checkpointed; once, or following the archive.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use wecom_archive::config::{Config, CorpSection};
+use wecom_archive::crypto::keyring::Keyring;
+use wecom_archive::crypto::unwrap::Backend;
+use wecom_archive::pipeline::progress::{summary, Progress};
+use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
+use wecom_archive::source::sdk::{SdkConfig, SdkSource};
+use wecom_archive::state::StateStore;
+
+/// Arguments of `wecom-archive pull`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The configuration file (see the README for its format).
+    #[arg(long, short, default_value = "wecom-archive.toml")]
+    config: PathBuf,
+
+    /// Pull only this corp (default: every corp in the config).
+    #[arg(long)]
+    corp: Option<String>,
+
+    /// Pull until caught up, then exit (the default).
+    #[arg(long, conflicts_with = "follow")]
+    once: bool,
+
+    /// Keep pulling: poll every `poll_interval_secs` after catching up, until Ctrl-C / SIGTERM.
+    #[arg(long)]
+    follow: bool,
+
+    /// Start after this seq instead of the stored checkpoint (sets the checkpoint).
+    #[arg(long)]
+    since_seq: Option<u64>,
+
+    /// Records per commit (each commit moves the checkpoint).
+    #[arg(long, default_value_t = 100_000)]
+    commit_every: u64,
+
+    /// Exit with status 3 if any record was dead-lettered.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let corps: Vec<&CorpSection> = config
+        .corps
+        .iter()
+        .filter(|c| args.corp.as_ref().map_or(true, |id| &c.corp_id == id))
+        .collect();
+    if corps.is_empty() {
+        bail!(
+            "corp {} is not in {}",
+            args.corp.as_deref().unwrap_or("?"),
+            args.config.display()
+        );
+    }
+    let out = config.out_dir();
+    let mut store = StateStore::open(&config.state_path())?;
+    let library = config.sdk_library()?;
+    if !library.exists() {
+        bail!(
+            "the WeCom SDK {} does not exist: set [sdk] library or WECOM_SDK to libWeWorkFinanceSdk_C.so",
+            library.display()
+        );
+    }
+    let stop = super::stop_flag();
+    let mut dead_lettered = 0;
+    loop {
+        let round = Instant::now();
+        for corp in &corps {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let stats = pull_corp(&config, corp, &library, &out, &mut store, &args, &stop)?;
+            dead_lettered += stats.dead_lettered;
+        }
+        if !args.follow || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let wait = Duration::from_secs(config.poll_interval_secs).saturating_sub(round.elapsed());
+        tracing::info!(wait_secs = wait.as_secs(), "caught up; polling again later");
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    if args.strict && dead_lettered > 0 {
+        eprintln!("error: {dead_lettered} record(s) dead-lettered (--strict)");
+        return Ok(ExitCode::from(super::EXIT_DEAD_LETTERS));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pull_corp(
+    config: &Config,
+    corp: &CorpSection,
+    library: &std::path::Path,
+    out: &std::path::Path,
+    store: &mut StateStore,
+    args: &Args,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<RunStats> {
+    let mut keyring = Keyring::new(Backend::default());
+    for (ver, path) in config.keys(corp) {
+        keyring.add_pem_file(ver, &path).with_context(|| {
+            format!(
+                "corp {}: loading the key for publickey_ver {ver}",
+                corp.corp_id
+            )
+        })?;
+    }
+    if let Some(seq) = args.since_seq {
+        store.set_checkpoint(&corp.corp_id, seq)?;
+    }
+    let mut sdk = SdkConfig::new(
+        library.to_owned(),
+        corp.corp_id.clone(),
+        config.secret(corp)?,
+    );
+    sdk.proxy = config.sdk.proxy.clone();
+    sdk.proxy_password = config.proxy_password()?;
+    if let Some(t) = config.sdk.timeout_secs {
+        sdk.timeout_secs = t;
+    }
+    let mut source = SdkSource::new(sdk);
+    let before = store.checkpoint(&corp.corp_id)?;
+    let options = RunOptions {
+        commit_every: args.commit_every.max(1),
+        ..RunOptions::default()
+    };
+    let progress = Progress::new(&corp.corp_id, None);
+    let started = super::unix_now();
+    let result = pipeline::run(
+        &mut source,
+        &keyring,
+        Output {
+            dir: out,
+            layout: Layout::Hive {
+                corp_id: corp.corp_id.clone(),
+                tz: config.tz(),
+            },
+            state: Some(store),
+        },
+        &options,
+        stop,
+        &|s| progress.update(s),
+    );
+    progress.finish();
+    super::record_run(store, &corp.corp_id, started, before, &result);
+    let stats = result.with_context(|| format!("corp {}", corp.corp_id))?;
+    println!("{}: {}", corp.corp_id, summary(&stats));
+    Ok(stats)
+}

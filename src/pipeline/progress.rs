@@ -1,0 +1,102 @@
+//! Progress of a run: a live bar on a terminal, plain log lines otherwise, and the final
+//! summary. The pipeline only calls [`Progress::update`]; how it is shown is decided here.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::RunStats;
+
+/// Shows the progress of one run.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+}
+
+impl Progress {
+    /// A progress display for a run of about `expected` records (`None`: unknown), labelled
+    /// `label` (a corp id, a file name). A bar when stderr is a terminal, log lines otherwise.
+    pub fn new(label: &str, expected: Option<u64>) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match expected {
+                Some(n) => ProgressBar::new(n),
+                None => ProgressBar::no_length(),
+            };
+            bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(4));
+            let template = if expected.is_some() {
+                "{prefix} [{bar:30}] {pos}/{len} records  {msg}  eta {eta}"
+            } else {
+                "{prefix} {spinner} {pos} records  {msg}"
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Progress {
+            bar,
+            label: label.to_string(),
+        }
+    }
+
+    /// Reports the stats so far.
+    pub fn update(&self, s: &RunStats) {
+        let rate = format!(
+            "{:.0} msgs/s, {} written, {} dead-lettered",
+            s.msgs_per_sec(),
+            s.written,
+            s.dead_lettered
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(s.records_in);
+                bar.set_message(rate);
+            }
+            None => tracing::info!(
+                target: "progress",
+                label = %self.label,
+                records = s.records_in,
+                written = s.written,
+                dead_lettered = s.dead_lettered,
+                checkpoint = s.checkpoint,
+                msgs_per_sec = format!("{:.0}", s.msgs_per_sec()),
+                "progress"
+            ),
+        }
+    }
+
+    /// Removes the bar (the summary is printed by the caller).
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The one-line summary of a run.
+pub fn summary(s: &RunStats) -> String {
+    let seqs = match s.seq_range {
+        Some((a, b)) => format!("seq {a}..={b}"),
+        None => "no rows".to_string(),
+    };
+    let checkpoint = match s.checkpoint {
+        Some(c) => format!(", checkpoint {c}"),
+        None => String::new(),
+    };
+    format!(
+        "{} records in, {} written, {} dead-lettered, {} duplicates skipped, {:.1} MiB in, \
+         {:.0} msgs/s ({:.2} s), {seqs}{checkpoint}",
+        s.records_in,
+        s.written,
+        s.dead_lettered,
+        s.duplicates,
+        s.input_bytes as f64 / (1024.0 * 1024.0),
+        s.msgs_per_sec(),
+        s.elapsed.as_secs_f64()
+    )
+}

@@ -1,0 +1,5 @@
+//! Where we are: the embedded state database. Only this module knows SQL.
+
+pub mod store;
+
+pub use store::{PendingCommit, Rename, RunRecord, StateError, StateStore};

@@ -1,0 +1,444 @@
+//! The embedded state database (SQLite, bundled): per-corp checkpoints, the commit journal that
+//! makes a crash between "files renamed" and "checkpoint moved" harmless, and run history.
+//!
+//! Only this module knows SQL. Every write is one transaction with `synchronous=FULL`, so what a
+//! method returned `Ok` for survives a power cut.
+//!
+//! ## Exactly once
+//! A commit of the pipeline goes through three durable steps:
+//! 1. the files of the batch are written and fsynced under temporary names;
+//! 2. [`StateStore::journal_commit`] records the intent: the temp → final renames and the seq the
+//!    checkpoint will move to;
+//! 3. the files are renamed, then [`StateStore::complete_commit`] moves the checkpoint and clears
+//!    the journal entry, in one transaction.
+//!
+//! A crash before 2 leaves only temporaries (deleted at the next start); after 2 the next start
+//! rolls the journal forward ([`StateStore::pending_commits`]). Either way each seq ends up in the
+//! output exactly once.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// A failure of the state database.
+#[derive(Debug, thiserror::Error)]
+#[error("state database {path}: {source}")]
+pub struct StateError {
+    /// The database file (`:memory:` for an in-memory store).
+    pub path: PathBuf,
+    /// The SQLite error.
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// One rename of a journaled commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    /// The fsynced temporary file.
+    pub tmp: PathBuf,
+    /// Its final name.
+    pub dest: PathBuf,
+}
+
+/// A commit recorded in the journal but not yet completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCommit {
+    /// Journal id.
+    pub id: i64,
+    /// The corp.
+    pub corp_id: String,
+    /// The checkpoint after this commit.
+    pub last_seq: u64,
+    /// The renames that publish the commit's files.
+    pub renames: Vec<Rename>,
+}
+
+/// One finished (or failed) run, for `inspect` and operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    /// The corp.
+    pub corp_id: String,
+    /// Unix seconds at start.
+    pub started_at: i64,
+    /// Unix seconds at the end.
+    pub finished_at: i64,
+    /// Checkpoint before the run.
+    pub from_seq: u64,
+    /// Checkpoint after the run.
+    pub to_seq: u64,
+    /// Rows written.
+    pub written: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+    /// `ok`, or the error that stopped the run.
+    pub outcome: String,
+}
+
+/// The state database.
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS checkpoint (
+    corp_id    TEXT PRIMARY KEY,
+    last_seq   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commit_journal (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    corp_id   TEXT NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    renames   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    corp_id       TEXT NOT NULL,
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER NOT NULL,
+    from_seq      INTEGER NOT NULL,
+    to_seq        INTEGER NOT NULL,
+    written       INTEGER NOT NULL,
+    dead_lettered INTEGER NOT NULL,
+    outcome       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
+/// SQLite stores INTEGER as i64; seqs are u64 but stay far below 2^63 in practice. The cast is
+/// checked so a corrupt value shows up as an error instead of a wrapped cursor.
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let err = |source| StateError {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        Self::init(conn, path.to_owned())
+    }
+
+    /// An in-memory database (tests, one-shot runs).
+    pub fn open_in_memory() -> Result<Self, StateError> {
+        let conn = Connection::open_in_memory().map_err(|source| StateError {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Self::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, StateError> {
+        let store = StateStore { conn, path };
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| store.err(e))?;
+        // WAL lets `inspect` read while a pull writes; FULL makes each commit durable.
+        store
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| store.err(e))?;
+        store.conn.execute_batch(SCHEMA).map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last committed seq of `corp_id` (`None`: nothing committed yet).
+    pub fn checkpoint(&self, corp_id: &str) -> Result<Option<u64>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT last_seq FROM checkpoint WHERE corp_id = ?1",
+                [corp_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.map(seq_from_sql))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets the checkpoint of `corp_id` by hand (`pull --since-seq`): the next pull starts after
+    /// `seq`.
+    pub fn set_checkpoint(&self, corp_id: &str, seq: u64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(corp_id) DO UPDATE SET last_seq = ?2, updated_at = ?3",
+                params![corp_id, seq_to_sql(seq), now_unix()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Step 2 of a commit: records the renames and the next checkpoint. Returns the journal id.
+    pub fn journal_commit(
+        &self,
+        corp_id: &str,
+        last_seq: u64,
+        renames: &[Rename],
+    ) -> Result<i64, StateError> {
+        let json = serde_json::to_string(renames).expect("paths serialise");
+        self.conn
+            .execute(
+                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
+                params![corp_id, seq_to_sql(last_seq), json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Step 3 of a commit: moves the checkpoint (never backwards) and clears the journal entry.
+    pub fn complete_commit(&mut self, id: i64) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let (corp_id, last_seq): (String, i64) = tx
+            .query_row(
+                "SELECT corp_id, last_seq FROM commit_journal WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(corp_id) DO UPDATE SET last_seq = max(last_seq, ?2), updated_at = ?3",
+            params![corp_id, last_seq, now_unix()],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM commit_journal WHERE id = ?1", [id])
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Journaled commits not yet completed (after a crash), oldest first.
+    pub fn pending_commits(&self, corp_id: &str) -> Result<Vec<PendingCommit>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, last_seq, renames FROM commit_journal WHERE corp_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([corp_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, last_seq, json) = row.map_err(|e| self.err(e))?;
+            let renames: Vec<Rename> = serde_json::from_str(&json).map_err(|e| {
+                self.err(rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })?;
+            out.push(PendingCommit {
+                id,
+                corp_id: corp_id.to_owned(),
+                last_seq: seq_from_sql(last_seq),
+                renames,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Appends a run to the history.
+    pub fn record_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO run (corp_id, started_at, finished_at, from_seq, to_seq, written,
+                                  dead_lettered, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run.corp_id,
+                    run.started_at,
+                    run.finished_at,
+                    seq_to_sql(run.from_seq),
+                    seq_to_sql(run.to_seq),
+                    seq_to_sql(run.written),
+                    seq_to_sql(run.dead_lettered),
+                    run.outcome
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The most recent runs of `corp_id`, newest first.
+    pub fn runs(&self, corp_id: &str, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT corp_id, started_at, finished_at, from_seq, to_seq, written, dead_lettered,
+                        outcome
+                 FROM run WHERE corp_id = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![corp_id, limit as i64], |r| {
+                Ok(RunRecord {
+                    corp_id: r.get(0)?,
+                    started_at: r.get(1)?,
+                    finished_at: r.get(2)?,
+                    from_seq: seq_from_sql(r.get(3)?),
+                    to_seq: seq_from_sql(r.get(4)?),
+                    written: seq_from_sql(r.get(5)?),
+                    dead_lettered: seq_from_sql(r.get(6)?),
+                    outcome: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Every corp with a checkpoint, with its last seq.
+    pub fn checkpoints(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT corp_id, last_seq FROM checkpoint ORDER BY corp_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, seq_from_sql(r.get(1)?)))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// A small named value (tokens, tickets and other state of the WeCom-facing side).
+    pub fn get_value(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores a small named value.
+    pub fn put_value(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET value = ?2, updated_at = ?3",
+                params![key, value, now_unix()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_then_complete_moves_checkpoint() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), None);
+        let r = vec![Rename {
+            tmp: "a.tmp".into(),
+            dest: "a".into(),
+        }];
+        let id = s.journal_commit("ww1", 10, &r).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), None);
+        let pending = s.pending_commits("ww1").unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].renames, r);
+        assert_eq!(pending[0].last_seq, 10);
+        assert!(s.pending_commits("ww2").unwrap().is_empty());
+        s.complete_commit(id).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(10));
+        assert!(s.pending_commits("ww1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn checkpoint_never_moves_backwards_on_commit() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        let a = s.journal_commit("ww1", 20, &[]).unwrap();
+        let b = s.journal_commit("ww1", 10, &[]).unwrap();
+        s.complete_commit(a).unwrap();
+        s.complete_commit(b).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(20));
+    }
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            let s = StateStore::open(&path).unwrap();
+            s.set_checkpoint("ww1", 42).unwrap();
+            s.put_value("k", "v").unwrap();
+            s.record_run(&RunRecord {
+                corp_id: "ww1".into(),
+                started_at: 1,
+                finished_at: 2,
+                from_seq: 0,
+                to_seq: 42,
+                written: 40,
+                dead_lettered: 2,
+                outcome: "ok".into(),
+            })
+            .unwrap();
+        }
+        let s = StateStore::open(&path).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(42));
+        assert_eq!(s.get_value("k").unwrap().as_deref(), Some("v"));
+        assert_eq!(s.runs("ww1", 10).unwrap()[0].written, 40);
+        assert_eq!(s.checkpoints().unwrap(), vec![("ww1".to_string(), 42)]);
+    }
+}

@@ -1,0 +1,276 @@
+//! Exactly once: the pipeline killed at random points (SIGKILL, no chance to clean up) and run
+//! again until done leaves every seq of the source exactly once in the output, as a row or as a
+//! dead letter; and a source failing mid-run loses nothing.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use wecom_archive::crypto::unwrap::Backend;
+use wecom_archive::pipeline::{self, Layout, Output, RunOptions};
+use wecom_archive::sink::inventory::{scan, Inventory};
+use wecom_archive::source::sim::{demo_keyring, SimConfig, SimSource};
+use wecom_archive::source::{Page, Source, SourceError};
+use wecom_archive::state::StateStore;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
+
+/// Every seq in `1..=n` exactly once across rows and dead letters, nothing else, no leftovers.
+fn assert_exactly_once(inv: &Inventory, n: u64, corrupt_every: u64) {
+    assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new(), "duplicates");
+    let rows: BTreeSet<u64> = inv.seqs.iter().copied().collect();
+    let dead: BTreeSet<u64> = inv.dead_seqs.iter().copied().collect();
+    let all: BTreeSet<u64> = rows.union(&dead).copied().collect();
+    let want: BTreeSet<u64> = (1..=n).collect();
+    assert_eq!(
+        all.len(),
+        want.len(),
+        "seqs missing: {:?}",
+        want.difference(&all).take(10).collect::<Vec<_>>()
+    );
+    assert_eq!(all, want);
+    // The corrupted records, and only they, are dead letters.
+    let corrupted: BTreeSet<u64> = (1..=n).filter(|s| s % corrupt_every == 0).collect();
+    assert_eq!(dead, corrupted);
+    assert_eq!(inv.dead_without_seq, 0);
+}
+
+fn demo_cmd(out: &Path, n: u64, corrupt_every: u64) -> Command {
+    let mut c = Command::new(BIN);
+    c.args([
+        "demo",
+        "--messages",
+        &n.to_string(),
+        "--corrupt-every",
+        &corrupt_every.to_string(),
+    ])
+    .args([
+        "--commit-every",
+        "120",
+        "--page-size",
+        "50",
+        "--corp-id",
+        "wwcrash",
+    ])
+    .arg("--out")
+    .arg(out)
+    .env("WECOM_ARCHIVE_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    c
+}
+
+#[test]
+fn random_kills_never_lose_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (n, corrupt_every) = (3000, 89);
+
+    // How long an uninterrupted run takes here, to spread the kills over it.
+    let t = Instant::now();
+    let full = dir.path().join("reference");
+    assert!(demo_cmd(&full, n, corrupt_every)
+        .status()
+        .unwrap()
+        .success());
+    let full_run = t.elapsed();
+    assert_exactly_once(&scan(&full).unwrap(), n, corrupt_every);
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC4A5);
+    let mut killed = 0;
+    for _ in 0..30 {
+        let mut child = demo_cmd(&out, n, corrupt_every).spawn().unwrap();
+        let delay = full_run.mul_f64(rng.gen_range(0.05..0.6));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        // Whatever was committed so far is exactly-once already (temporaries aside).
+        let inv = scan(&out).unwrap();
+        assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
+    }
+    assert!(killed >= 10, "only {killed} runs were killed mid-way");
+    // Finish the job.
+    assert!(demo_cmd(&out, n, corrupt_every).status().unwrap().success());
+    let inv = scan(&out).unwrap();
+    assert_exactly_once(&inv, n, corrupt_every);
+    assert_eq!(inv.temporaries, 0);
+    let store = StateStore::open(&out.join("state.sqlite")).unwrap();
+    assert_eq!(store.checkpoint("wwcrash").unwrap(), Some(n));
+    assert!(store.pending_commits("wwcrash").unwrap().is_empty());
+}
+
+/// A source that fails after a number of pages, like a network outage mid-pull.
+struct Flaky {
+    inner: SimSource,
+    pages_left: u32,
+}
+
+impl Source for Flaky {
+    fn describe(&self) -> String {
+        "flaky".into()
+    }
+    fn fetch(&mut self, after: u64, limit: u32) -> Result<Page, SourceError> {
+        if self.pages_left == 0 {
+            let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "link down");
+            return Err(SourceError::Input(wecom_archive::source::InputError::Io {
+                path: "flaky".into(),
+                source: io,
+            }));
+        }
+        self.pages_left -= 1;
+        self.inner.fetch(after, limit)
+    }
+}
+
+#[test]
+fn source_failure_commits_what_was_fetched_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = demo_keyring(Backend::default()).unwrap();
+    let mut store = StateStore::open(&dir.path().join("state.sqlite")).unwrap();
+    let config = SimConfig {
+        messages: 1200,
+        corrupt_every: 101,
+        ..SimConfig::default()
+    };
+    let options = RunOptions {
+        page_size: 100,
+        commit_every: 250,
+        chunk_records: 64,
+        ..RunOptions::default()
+    };
+    let layout = || Layout::Hive {
+        corp_id: "wwflaky".into(),
+        tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+    };
+    let mut flaky = Flaky {
+        inner: SimSource::new(config.clone()),
+        pages_left: 7,
+    };
+    let err = pipeline::run(
+        &mut flaky,
+        &keyring,
+        Output {
+            dir: dir.path(),
+            layout: layout(),
+            state: Some(&mut store),
+        },
+        &options,
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("link down"), "{err}");
+    // The 7 pages fetched before the failure are committed.
+    assert_eq!(store.checkpoint("wwflaky").unwrap(), Some(700));
+    assert_exactly_once_upto(&scan(dir.path()).unwrap(), 700);
+
+    let mut sim = SimSource::new(config);
+    let stats = pipeline::run(
+        &mut sim,
+        &keyring,
+        Output {
+            dir: dir.path(),
+            layout: layout(),
+            state: Some(&mut store),
+        },
+        &options,
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(stats.records_in, 500);
+    assert_eq!(stats.checkpoint, Some(1200));
+    assert_exactly_once(&scan(dir.path()).unwrap(), 1200, 101);
+
+    // A third run finds nothing new and writes nothing.
+    let mut sim = SimSource::new(SimConfig {
+        messages: 1200,
+        corrupt_every: 101,
+        ..SimConfig::default()
+    });
+    let stats = pipeline::run(
+        &mut sim,
+        &keyring,
+        Output {
+            dir: dir.path(),
+            layout: layout(),
+            state: Some(&mut store),
+        },
+        &options,
+        &AtomicBool::new(false),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!((stats.records_in, stats.commits), (0, 0));
+}
+
+fn assert_exactly_once_upto(inv: &Inventory, n: u64) {
+    assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
+    let all: BTreeSet<u64> = inv.seqs.iter().chain(&inv.dead_seqs).copied().collect();
+    assert_eq!(all, (1..=n).collect::<BTreeSet<u64>>());
+}
+
+/// Raises the stop flag (as SIGTERM does) once it has served some pages.
+struct StopAfter<'a> {
+    inner: SimSource,
+    pages: u32,
+    stop: &'a AtomicBool,
+}
+
+impl Source for StopAfter<'_> {
+    fn describe(&self) -> String {
+        "stop-after".into()
+    }
+    fn fetch(&mut self, after: u64, limit: u32) -> Result<Page, SourceError> {
+        self.pages -= 1;
+        if self.pages == 0 {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.fetch(after, limit)
+    }
+}
+
+#[test]
+fn stop_flag_ends_the_run_with_everything_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = demo_keyring(Backend::default()).unwrap();
+    let mut store = StateStore::open_in_memory().unwrap();
+    let stop = AtomicBool::new(false);
+    let mut source = StopAfter {
+        inner: SimSource::new(SimConfig {
+            messages: 5000,
+            ..SimConfig::default()
+        }),
+        pages: 3,
+        stop: &stop,
+    };
+    let options = RunOptions {
+        page_size: 100,
+        ..RunOptions::default()
+    };
+    let stats = pipeline::run(
+        &mut source,
+        &keyring,
+        Output {
+            dir: dir.path(),
+            layout: Layout::Hive {
+                corp_id: "wwstop".into(),
+                tz: jiff::tz::TimeZone::UTC,
+            },
+            state: Some(&mut store),
+        },
+        &options,
+        &stop,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(stats.records_in, 300);
+    assert_eq!(store.checkpoint("wwstop").unwrap(), Some(300));
+    assert_exactly_once_upto(&scan(dir.path()).unwrap(), 300);
+}
