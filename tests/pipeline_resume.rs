@@ -67,7 +67,7 @@ fn demo_cmd(out: &Path, n: u64, corrupt_every: u64) -> Command {
 fn random_kills_never_lose_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let (n, corrupt_every) = (3000, 89);
+    let (n, corrupt_every) = (4000, 89);
 
     // How long an uninterrupted run takes here, to spread the kills over it.
     let t = Instant::now();
@@ -79,21 +79,29 @@ fn random_kills_never_lose_or_duplicate() {
     let full_run = t.elapsed();
     assert_exactly_once(&scan(&full).unwrap(), n, corrupt_every);
 
+    // Kill runs at random points until one gets to finish on its own. Each killed run resumes
+    // from the last checkpoint, so the kills land all over the archive and all over the commit
+    // protocol (mid-write, between rename and checkpoint, during recovery).
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC4A5);
-    let mut killed = 0;
-    for _ in 0..30 {
+    let (mut killed, mut finished) = (0, false);
+    for _ in 0..400 {
         let mut child = demo_cmd(&out, n, corrupt_every).spawn().unwrap();
-        let delay = full_run.mul_f64(rng.gen_range(0.05..0.6));
-        std::thread::sleep(delay);
+        std::thread::sleep(full_run.mul_f64(rng.gen_range(0.01..0.12)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             killed += 1;
         }
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
         // Whatever was committed so far is exactly-once already (temporaries aside).
         let inv = scan(&out).unwrap();
         assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
+        if status.success() {
+            finished = true;
+            break;
+        }
     }
+    assert!(finished, "no run finished");
+    eprintln!("{killed} runs killed before one finished");
     assert!(killed >= 10, "only {killed} runs were killed mid-way");
     // Finish the job.
     assert!(demo_cmd(&out, n, corrupt_every).status().unwrap().success());
@@ -273,4 +281,80 @@ fn stop_flag_ends_the_run_with_everything_committed() {
     assert_eq!(stats.records_in, 300);
     assert_eq!(store.checkpoint("wwstop").unwrap(), Some(300));
     assert_exactly_once_upto(&scan(dir.path()).unwrap(), 300);
+}
+
+/// The narrowest window, made on purpose: files fsynced and journaled, some renamed, and the
+/// process gone before the checkpoint moved. The next run must roll the journal forward and go
+/// on after it, without fetching those records again.
+#[test]
+fn journaled_commit_is_rolled_forward() {
+    let keyring = demo_keyring(Backend::default()).unwrap();
+    let tz = || Layout::Hive {
+        corp_id: "wwjournal".into(),
+        tz: jiff::tz::TimeZone::UTC,
+    };
+    let options = RunOptions {
+        page_size: 100,
+        ..RunOptions::default()
+    };
+    let run = |dir: &Path, store: &mut StateStore, messages: u64| {
+        let mut sim = SimSource::new(SimConfig {
+            messages,
+            mean_gap_ms: 3_600_000, // an hour apart: several date partitions per commit
+            ..SimConfig::default()
+        });
+        pipeline::run(
+            &mut sim,
+            &keyring,
+            Output {
+                dir,
+                layout: tz(),
+                state: Some(store),
+            },
+            &options,
+            &AtomicBool::new(false),
+            &|_| {},
+        )
+        .unwrap()
+    };
+    let main = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&main.path().join("state.sqlite")).unwrap();
+    run(main.path(), &mut store, 300);
+    assert_eq!(store.checkpoint("wwjournal").unwrap(), Some(300));
+
+    // The files of the interrupted commit (seqs 301..=400), made by a scratch run.
+    let scratch = tempfile::tempdir().unwrap();
+    let mut scratch_store = StateStore::open_in_memory().unwrap();
+    scratch_store.set_checkpoint("wwjournal", 300).unwrap();
+    let made = run(scratch.path(), &mut scratch_store, 400);
+    assert!(
+        made.files.len() >= 2,
+        "want several files, got {}",
+        made.files.len()
+    );
+    let mut renames = Vec::new();
+    for (i, part) in made.files.iter().enumerate() {
+        let rel = part.path.strip_prefix(scratch.path()).unwrap();
+        let dest = main.path().join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        let tmp = dest.with_file_name(format!(".part-crash{i}.parquet.tmp"));
+        // The first file was renamed before the crash, the others were not.
+        let at = if i == 0 { &dest } else { &tmp };
+        std::fs::copy(&part.path, at).unwrap();
+        renames.push(wecom_archive::state::Rename { tmp, dest });
+    }
+    store.journal_commit("wwjournal", 400, &renames).unwrap();
+    // A stray temporary of a commit that was never journaled: must be deleted, not published.
+    let stray = main
+        .path()
+        .join("corp_id=wwjournal/.part-stray.parquet.tmp");
+    std::fs::copy(&made.files[0].path, &stray).unwrap();
+
+    let stats = run(main.path(), &mut store, 500);
+    assert_eq!(stats.records_in, 100, "only 401..=500 is fetched again");
+    assert!(!stray.exists());
+    let inv = scan(main.path()).unwrap();
+    assert_eq!(inv.temporaries, 0);
+    assert_exactly_once_upto(&inv, 500);
+    assert_eq!(store.checkpoint("wwjournal").unwrap(), Some(500));
 }

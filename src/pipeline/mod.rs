@@ -319,6 +319,19 @@ impl RecentIds {
     }
 }
 
+impl Chunk {
+    fn with_capacity(n: usize) -> Self {
+        Chunk {
+            items: Vec::with_capacity(n),
+            duplicates: 0,
+            input_bytes: 0,
+        }
+    }
+}
+
+/// Pulls pages after the cursor until the source has no more (or `stop` is raised), and sends
+/// them on in chunks of at most `chunk_records`. A chunk never spans two pages, so a slow source
+/// does not hold records back waiting for a chunk to fill.
 fn fetch(
     source: &mut dyn Source,
     from_seq: Option<u64>,
@@ -330,23 +343,10 @@ fn fetch(
     let chunk = options.chunk_records.max(1);
     let mut cursor = from_seq.unwrap_or(0);
     let mut recent = RecentIds::new(options.dedupe_window);
-    let mut buf = Chunk {
-        items: Vec::with_capacity(chunk),
-        duplicates: 0,
-        input_bytes: 0,
-    };
     while !stop.load(Ordering::Relaxed) {
         let page = match source.fetch(cursor, limit) {
             Ok(p) => p,
             Err(e) => {
-                let _ = tx.send(Ok(std::mem::replace(
-                    &mut buf,
-                    Chunk {
-                        items: Vec::new(),
-                        duplicates: 0,
-                        input_bytes: 0,
-                    },
-                )));
                 let _ = tx.send(Err(e));
                 return;
             }
@@ -355,9 +355,10 @@ fn fetch(
             break;
         }
         cursor = page.next_cursor(cursor);
+        let mut buf = Chunk::with_capacity(chunk.min(page.items.len()));
         for item in page.items {
             if let Ok(rec) = &item {
-                // The source should not return what is at or below the cursor, nor a msgid
+                // The source should not return what is at or below the checkpoint, nor a msgid
                 // twice; if it does, the record is already in the output.
                 if from_seq.is_some_and(|f| rec.seq <= f) || recent.seen(&rec.msgid) {
                     buf.duplicates += 1;
@@ -367,23 +368,17 @@ fn fetch(
                     (rec.encrypt_chat_msg.len() + rec.encrypt_random_key.len()) as u64;
             }
             buf.items.push(item);
-            if buf.items.len() == chunk {
-                let full = std::mem::replace(
-                    &mut buf,
-                    Chunk {
-                        items: Vec::with_capacity(chunk),
-                        duplicates: 0,
-                        input_bytes: 0,
-                    },
-                );
-                if tx.send(Ok(full)).is_err() {
-                    return;
-                }
+            if buf.items.len() == chunk
+                && tx
+                    .send(Ok(std::mem::replace(&mut buf, Chunk::with_capacity(chunk))))
+                    .is_err()
+            {
+                return;
             }
         }
-    }
-    if !buf.items.is_empty() || buf.duplicates > 0 {
-        let _ = tx.send(Ok(buf));
+        if (!buf.items.is_empty() || buf.duplicates > 0) && tx.send(Ok(buf)).is_err() {
+            return;
+        }
     }
 }
 
