@@ -3,6 +3,7 @@
 # the PyPI wheel `wecom-audit` (pinned, sha256-checked). Nothing of the SDK is committed.
 #
 #   scripts/sdk-conformance.sh            # download if needed, then run tests/sdk_oracle.rs
+#                                         # and tests/sdk_source.rs
 #   WECOM_SDK=/path/to/lib.so scripts/sdk-conformance.sh   # use an SDK you already have
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +39,9 @@ echo "$SDK_SHA256  $WECOM_SDK" | sha256sum --check --quiet || {
 export WECOM_SDK="$(cd "$(dirname "$WECOM_SDK")" && pwd)/$(basename "$WECOM_SDK")"
 # The SDK's bundled protobuf logs "libprotobuf ERROR ... invalid UTF-8" when fed corrupted
 # key info (it decrypts on regardless): expected, filtered out.
+# pipefail: the exit status is cargo's, not grep's.
 cargo test --features sdk-oracle --test sdk_oracle -- --test-threads=1 --nocapture 2>&1 \
-  | grep -v 'libprotobuf ERROR'
+  | { grep -v 'libprotobuf ERROR' || true; }
+# The `sdk` source (child-process worker, retries, errors) against the real library, with a
+# closed loopback port as its proxy: never reaches WeCom.
+cargo test --features sdk-oracle --test sdk_source 2>&1

@@ -14,6 +14,7 @@
 //! proxy = ""                         # socks5://host:port or http://host:port
 //! proxy_password_env = "WECOM_PROXY_PASSWORD"       # user:password, optional
 //! timeout_secs = 30
+//! max_attempts = 6                   # per page, on SDK errors 10001-10003 or a worker crash
 //!
 //! [[corp]]
 //! corp_id = "ww0123456789abcdef"
@@ -125,6 +126,8 @@ pub struct SdkSection {
     pub proxy_password_env: Option<String>,
     /// Per-call timeout, seconds.
     pub timeout_secs: Option<i32>,
+    /// Attempts per page on retryable errors (network, parse, system, worker crash).
+    pub max_attempts: Option<u32>,
 }
 
 /// `[[corp]]`.

@@ -133,6 +133,9 @@ fn pull_corp(
     if let Some(t) = config.sdk.timeout_secs {
         sdk.timeout_secs = t;
     }
+    if let Some(n) = config.sdk.max_attempts {
+        sdk.max_attempts = n.max(1);
+    }
     let mut source = SdkSource::new(sdk);
     let before = store.checkpoint(&corp.corp_id)?;
     let options = RunOptions {
