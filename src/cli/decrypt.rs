@@ -47,7 +47,8 @@ pub struct Args {
     rows_per_file: usize,
 }
 
-fn parse_key_arg(s: &str) -> Result<(u32, PathBuf), String> {
+/// Parses `VERSION=PEM_FILE`.
+pub(super) fn parse_key_arg(s: &str) -> Result<(u32, PathBuf), String> {
     let (ver, path) = s
         .split_once('=')
         .ok_or_else(|| format!("expected VERSION=PEM_FILE, got {s:?}"))?;

@@ -5,6 +5,7 @@ mod decrypt;
 mod demo;
 mod inspect;
 mod pull;
+mod retry;
 mod sdk_worker;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Pull(pull::Args),
     /// Decrypt a GetChatData dump (JSON or JSON Lines, plain or gzip) into Parquet.
     Decrypt(decrypt::Args),
+    /// Re-run a corp's dead letters (e.g. after adding a missing key); recovered records become rows.
+    RetryDeadLetters(retry::Args),
     /// Show what an output directory holds: counts, seq range, gaps, dead letters.
     Inspect(inspect::Args),
     /// Measure raw RSA unwrap and whole-pipeline throughput in one run.
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Decrypt(args) => decrypt::run(args),
+        Command::RetryDeadLetters(args) => retry::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SdkWorker(args) => sdk_worker::run(args),

@@ -92,6 +92,10 @@ pub struct RunOptions {
     pub progress_every: Duration,
     /// Msgids remembered for the duplicate guard.
     pub dedupe_window: usize,
+    /// Dead-letter files being re-run (`retry-dead-letters`). When not empty, records at or
+    /// below the checkpoint are expected rather than duplicates, and the final commit retires
+    /// these files in the same journaled step that publishes what replaced them.
+    pub replaying: Vec<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -104,6 +108,7 @@ impl Default for RunOptions {
             parquet: ParquetOptions::default(),
             progress_every: Duration::from_millis(500),
             dedupe_window: 200_000,
+            replaying: Vec::new(),
         }
     }
 }
@@ -233,6 +238,11 @@ pub fn run(
         recover::recover(store, &corp, &layout.dead_letter_root(dir))?;
         from_seq = store.checkpoint(&corp)?;
     }
+    let floor = if options.replaying.is_empty() {
+        from_seq
+    } else {
+        None
+    };
     let sink = ParquetSink::new(dir, options.parquet.clone())?;
     let dead = DeadLetterSink::new(&layout.dead_letter_root(dir));
     let (raw_tx, raw_rx) = bounded::<Result<Chunk, SourceError>>(options.queue_chunks);
@@ -251,10 +261,11 @@ pub fn run(
         since_commit: 0,
         high_seq: None,
         chunk: options.chunk_records,
+        retire: options.replaying.clone(),
     };
 
     std::thread::scope(|s| {
-        s.spawn(move || fetch(source, from_seq, options, stop, raw_tx));
+        s.spawn(move || fetch(source, floor, options, stop, raw_tx));
         let writer = s.spawn(move || writer.run(done_rx, start, options, progress));
         let mut source_error = None;
         for msg in raw_rx {
@@ -409,6 +420,8 @@ struct Writer<'a> {
     /// Highest seq handed to the sinks since the start (the next checkpoint).
     high_seq: Option<u64>,
     chunk: usize,
+    /// Dead-letter files to retire at the next commit (see [`RunOptions::replaying`]).
+    retire: Vec<PathBuf>,
 }
 
 impl Writer<'_> {
@@ -506,7 +519,7 @@ impl Writer<'_> {
     fn commit(&mut self) -> Result<(), RunError> {
         let parts = self.sink.prepare()?;
         let dead = self.dead.prepare().map_err(RunError::DeadLetter)?;
-        if parts.is_empty() && dead.is_none() && self.since_commit == 0 {
+        if parts.is_empty() && dead.is_none() && self.since_commit == 0 && self.retire.is_empty() {
             return Ok(());
         }
         let mut renames: Vec<Rename> = parts
@@ -522,9 +535,30 @@ impl Writer<'_> {
                 dest: d.dest.clone(),
             });
         }
-        let journal = match (self.state.as_deref(), self.high_seq) {
-            (Some(store), Some(seq)) => Some(store.journal_commit(&self.corp, seq, &renames)?),
-            _ => None,
+        // Retiring a replayed dead-letter file is a rename to a temporary name, journaled with
+        // the files that replace it: after a crash, recovery finishes it and deletes the
+        // temporary, so a record is never both a row and a dead letter, nor neither.
+        let retired: Vec<Rename> = std::mem::take(&mut self.retire)
+            .into_iter()
+            .map(|old| {
+                let name = old
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                Rename {
+                    dest: old.with_file_name(format!(".retired-{name}.tmp")),
+                    tmp: old,
+                }
+            })
+            .collect();
+        renames.extend(retired.iter().cloned());
+        let journal = match self.state.as_deref() {
+            Some(store) => {
+                let seq = self.high_seq.or(self.stats.checkpoint).unwrap_or(0);
+                Some(store.journal_commit(&self.corp, seq, &renames)?)
+            }
+            None => None,
         };
         for r in &renames {
             crate::sink::atomic::publish(&r.tmp, &r.dest).map_err(|source| RunError::Publish {
@@ -534,7 +568,10 @@ impl Writer<'_> {
         }
         if let (Some(store), Some(id)) = (self.state.as_deref_mut(), journal) {
             store.complete_commit(id)?;
-            self.stats.checkpoint = self.high_seq;
+            self.stats.checkpoint = store.checkpoint(&self.corp)?;
+        }
+        for r in &retired {
+            let _ = std::fs::remove_file(&r.dest);
         }
         self.sink.mark_committed(parts.into_iter().map(|p| p.part));
         if let Some(d) = dead {

@@ -21,6 +21,8 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// zstd level (1..=22).
     pub zstd_level: i32,
+    /// File names are `<prefix>-<first_seq>-<last_seq>.parquet`.
+    pub file_prefix: String,
 }
 
 impl Default for ParquetOptions {
@@ -29,6 +31,7 @@ impl Default for ParquetOptions {
             rows_per_file: 1_000_000,
             row_group_rows: 64 * 1024,
             zstd_level: 3,
+            file_prefix: "part".to_string(),
         }
     }
 }
@@ -195,7 +198,10 @@ impl ParquetSink {
         let mut out = Vec::with_capacity(open.len());
         for (_, part) in open {
             let file = part.writer.into_inner().map_err(|e| self.pq(e))?;
-            let name = format!("part-{}-{}.parquet", part.first_seq, part.last_seq);
+            let name = format!(
+                "{}-{}-{}.parquet",
+                self.options.file_prefix, part.first_seq, part.last_seq
+            );
             let prepared = file.prepare(&name).map_err(|e| self.io(e))?;
             out.push(PreparedPart {
                 part: CommittedPart {

@@ -3,9 +3,11 @@
 //! * [`sdk`]: the official `libWeWorkFinanceSdk_C.so`, run in a child process (`GetChatData`).
 //! * [`file`]: `GetChatData` dumps and JSON Lines, plain or gzip, or stdin.
 //! * [`sim`]: a deterministic simulator of a corp's archive, encrypted exactly as WeCom does.
+//! * [`dead_letters`]: committed dead letters, to re-run them.
 //!
 //! Every source answers the same question as `GetChatData`: "the records after this seq".
 
+pub mod dead_letters;
 pub mod file;
 pub mod sdk;
 pub mod sim;
