@@ -613,13 +613,8 @@ impl SdkSource {
             Box::new(std::io::Cursor::new(body.as_bytes().to_vec())),
             Path::new("GetChatData"),
         );
-        let mut items = Vec::new();
-        for item in reader.by_ref() {
-            // Reading from memory cannot fail with I/O.
-            if let Ok(item) = item {
-                items.push(item);
-            }
-        }
+        // Reading from memory cannot fail with I/O.
+        let items: Vec<_> = reader.by_ref().map_while(Result::ok).collect();
         if let Some((errcode, errmsg)) = reader.page_errors.first().cloned() {
             return Err(SdkError::Api {
                 corp_id: self.config.corp_id.clone(),
