@@ -13,7 +13,12 @@
 //! * [`sink`] commits Parquet files and dead letters.
 //!
 //! [`crypto::callback`] implements WXBizMsgCrypt for the callback side.
+//!
+//! The WeCom-facing side: [`auth`] (tokens, OAuth) and [`api`] (HTTP client, msgaudit and service
+//! APIs); with feature `emulator`, `emulator` is a local WeCom API emulator for tests.
 
+pub mod api;
+pub mod auth;
 pub mod crypto;
 pub mod error;
 pub mod model;
@@ -21,3 +26,6 @@ pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
