@@ -279,7 +279,9 @@ impl SuiteToken {
                 &[self.suite_secret.expose(), ticket.expose()],
             )
             .await;
-        drop(body); // the JSON holds secret copies; free it before anything else runs
+        // The JSON body holds plain copies of the secret and ticket (not zeroized: serde_json
+        // and reqwest own them); keep their life as short as the request.
+        drop(body);
         fetched(&ctx, v?)
     }
 }

@@ -1,6 +1,9 @@
 //! Command-line interface: one file per subcommand. Only this module knows about the terminal.
 
+mod check_agree;
 mod decrypt;
+mod permit_users;
+mod token;
 
 use std::process::ExitCode;
 
@@ -22,6 +25,12 @@ struct Cli {
 enum Command {
     /// Decrypt a GetChatData dump (JSON or JSON Lines, plain or gzip) into Parquet.
     Decrypt(decrypt::Args),
+    /// Print the status of a WeCom token (masked) and its expiry, fetching it if needed.
+    Token(token::Args),
+    /// List members with the session-archive licence (msgaudit/get_permit_user_list).
+    PermitUsers(permit_users::Args),
+    /// Check whether external contacts agreed to archiving (check_single_agree / check_room_agree).
+    CheckAgree(check_agree::Args),
 }
 
 /// Exit code when the run finished but `--strict` was given and records were dead-lettered.
@@ -42,6 +51,9 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Decrypt(args) => decrypt::run(args),
+        Command::Token(args) => token::run(args),
+        Command::PermitUsers(args) => permit_users::run(args),
+        Command::CheckAgree(args) => check_agree::run(args),
     };
     match result {
         Ok(code) => code,
