@@ -270,3 +270,33 @@ async fn http_failures_name_the_corp_and_hide_the_token() {
     assert!(!text.contains(ARCHIVE_SECRET), "{text}");
     assert!(!text.contains("corpsecret"), "{text}");
 }
+
+#[tokio::test]
+async fn emulator_admin_routes_over_http() {
+    let e = env().await;
+    let token = archive(&e);
+    let api = MsgAudit::new(e.client.clone(), token);
+    api.get_permit_user_list(None).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let calls: serde_json::Value = http
+        .get(format!("{}/_emulator/calls", e.emu.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls["calls"]["/cgi-bin/gettoken"], 1);
+    assert_eq!(calls["calls"]["/cgi-bin/msgaudit/get_permit_user_list"], 1);
+
+    assert_eq!(e.emu.state().issued_tokens(), 1);
+    http.post(format!("{}/_emulator/invalidate_tokens", e.emu.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(e.emu.state().issued_tokens(), 0);
+    // The client recovers with one refresh.
+    api.get_permit_user_list(None).await.unwrap();
+    assert_eq!(e.emu.calls("/cgi-bin/gettoken"), 2);
+}

@@ -306,6 +306,7 @@ async fn cache_keys_separate_apps_of_one_corp() {
 }
 
 fn suite(e: &Env, ticket: &str) -> Arc<SuiteToken> {
+    // A fixed ticket, as the CLI reads it from its configuration.
     Arc::new(SuiteToken::new(
         e.client.clone(),
         e.cache.clone(),
@@ -336,16 +337,46 @@ async fn suite_token_needs_the_latest_ticket() {
     assert!(s.token().await.unwrap().expose().starts_with("emuST"));
     assert_eq!(e.emu.calls(SUITE_TOKEN_PATH), 1);
 
-    // A stale ticket: 40085, configuration error, latched.
+    // A stale ticket: 40085, a configuration error; the same ticket is not sent again...
     let e = env().await;
-    let stale = suite(&e, "old-ticket");
+    let tickets = Arc::new(MemorySuiteTickets::new(e.clock.clone()));
+    tickets.offer(SUITE, Secret::new("old-ticket"), e.clock.now_unix() - 60);
+    let s = SuiteToken::new(
+        e.client.clone(),
+        e.cache.clone(),
+        SUITE,
+        Secret::new(SUITE_SECRET),
+        tickets.clone(),
+    );
     for _ in 0..3 {
-        let err = stale.token().await.unwrap_err();
+        let err = s.token().await.unwrap_err();
         assert!(matches!(err, ApiError::Config { code: 40085, .. }), "{err}");
         assert!(err.to_string().contains("suite_ticket"));
         assert!(!err.to_string().contains("old-ticket"));
     }
     assert_eq!(e.emu.calls(SUITE_TOKEN_PATH), 1);
+    // ...but the next push fixes it without a restart.
+    tickets.offer(SUITE, Secret::new(TICKET), e.clock.now_unix());
+    assert!(s.token().await.unwrap().expose().starts_with("emuST"));
+    assert_eq!(e.emu.calls(SUITE_TOKEN_PATH), 2);
+}
+
+#[tokio::test]
+async fn refresh_ahead_replaces_the_token_before_expiry() {
+    let e = env().await;
+    let token = archive_token(&e, ARCHIVE_SECRET);
+    let t1 = token.token().await.unwrap();
+    // Inside the refresh-ahead window (default: 900 s to 300 s before expiry): one new fetch,
+    // and the new token is served from then on.
+    e.clock.advance(7200 - 800);
+    let t2 = token.token().await.unwrap();
+    assert_ne!(t1, t2);
+    assert_eq!(token.token().await.unwrap(), t2);
+    assert_eq!(e.emu.calls(GETTOKEN_PATH), 2);
+    // During the window the one refresher fetched; everyone after it is served from memory.
+    let api = msgaudit(&e, token.clone());
+    api.get_permit_user_list(None).await.unwrap();
+    assert_eq!(e.emu.calls(GETTOKEN_PATH), 2);
 }
 
 #[tokio::test]

@@ -189,6 +189,13 @@ impl ApiError {
         matches!(self, ApiError::Config { .. })
     }
 
+    /// Whether a token cache should remember this error for its credential and stop calling
+    /// WeCom: configuration errors, except 40085 (suite_ticket), which the next ticket push fixes
+    /// without any change to the credential.
+    pub fn latches(&self) -> bool {
+        self.is_config() && self.errcode() != Some(40085)
+    }
+
     /// A copy suitable for handing to several waiters (the HTTP source error is flattened to
     /// text, as `reqwest::Error` is not `Clone`).
     pub fn duplicate(&self) -> ApiError {

@@ -208,6 +208,9 @@ pub struct SuiteToken {
     suite_secret: Secret,
     tickets: Arc<dyn SuiteTicketSource>,
     key: String,
+    /// Fingerprint of a ticket WeCom rejected with 40085, and that error: the same ticket is
+    /// not sent again (no loop), a newly pushed one is.
+    rejected_ticket: Mutex<Option<(String, ApiError)>>,
 }
 
 impl std::fmt::Debug for SuiteToken {
@@ -237,6 +240,7 @@ impl SuiteToken {
             suite_secret,
             tickets,
             key,
+            rejected_ticket: Mutex::new(None),
         }
     }
 
@@ -263,6 +267,12 @@ impl SuiteToken {
                     self.suite_id
                 ),
             })?;
+        let fingerprint = ticket.fingerprint();
+        if let Some((fp, e)) = self.rejected_ticket.lock().expect("poisoned").as_ref() {
+            if *fp == fingerprint {
+                return Err(e.duplicate());
+            }
+        }
         let body = json!({
             "suite_id": self.suite_id,
             "suite_secret": self.suite_secret.expose(),
@@ -282,6 +292,12 @@ impl SuiteToken {
         // The JSON body holds plain copies of the secret and ticket (not zeroized: serde_json
         // and reqwest own them); keep their life as short as the request.
         drop(body);
+        if let Err(e) = &v {
+            if e.errcode() == Some(40085) {
+                *self.rejected_ticket.lock().expect("poisoned") =
+                    Some((fingerprint, e.duplicate()));
+            }
+        }
         fetched(&ctx, v?)
     }
 }

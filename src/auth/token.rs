@@ -9,7 +9,9 @@
 //! * **Invalidation**: [`TokenCache::invalidate_if_same`] drops the cached token only if it is the
 //!   one that failed, so a herd of failing requests does not discard a fresh token.
 //! * **Configuration errors latch**: after a configuration error (bad secret, …) the entry answers
-//!   with the same error and never calls WeCom again; a new secret gives a new key.
+//!   with the same error and never calls WeCom again; a new secret gives a new key. (40085, a
+//!   stale suite_ticket, is handled by [`SuiteToken`](crate::auth::providers::SuiteToken)
+//!   instead: the next push fixes it.)
 //! * **Persistence**: every fetched token is saved through a [`TokenStore`]; after a restart a
 //!   still-valid stored token is used instead of fetching.
 
@@ -395,7 +397,7 @@ impl TokenCache {
                 Ok(t)
             }
             Err(e) => {
-                if e.is_config() {
+                if e.latches() {
                     *slot.config_error.lock().expect("poisoned") = Some(e.duplicate());
                 }
                 Err(e)
