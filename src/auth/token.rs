@@ -51,10 +51,12 @@ pub struct FetchedToken {
 pub trait TokenStore: Send + Sync {
     /// The stored token for `key`, if any (expired or not: the cache decides).
     fn load(&self, key: &str) -> Option<StoredToken>;
-    /// Stores `token` under `key`.
+    /// Stores `token` under `key`. A shared store keeps whichever token expires later, so an
+    /// older response cannot overwrite a newer token written by another process.
     fn save(&self, key: &str, token: &StoredToken);
-    /// Forgets `key` (the token was rejected by WeCom).
-    fn remove(&self, key: &str);
+    /// Forgets `key`, but only if the stored token is still `rejected` (WeCom rejected it): a
+    /// newer token stored meanwhile is kept.
+    fn remove(&self, key: &str, rejected: &Secret);
 }
 
 /// A [`TokenStore`] in memory only.
@@ -77,23 +79,34 @@ impl TokenStore for MemoryTokenStore {
             .cloned()
     }
     fn save(&self, key: &str, token: &StoredToken) {
-        self.0
-            .lock()
-            .expect("token store poisoned")
-            .insert(key.to_owned(), token.clone());
+        let mut map = self.0.lock().expect("token store poisoned");
+        if !map
+            .get(key)
+            .is_some_and(|t| t.expires_at_unix > token.expires_at_unix)
+        {
+            map.insert(key.to_owned(), token.clone());
+        }
     }
-    fn remove(&self, key: &str) {
-        self.0.lock().expect("token store poisoned").remove(key);
+    fn remove(&self, key: &str, rejected: &Secret) {
+        let mut map = self.0.lock().expect("token store poisoned");
+        if map.get(key).is_some_and(|t| &t.value == rejected) {
+            map.remove(key);
+        }
     }
 }
 
 /// A [`TokenStore`] in one JSON file (`{"key": {"value": "...", "expires_at_unix": 123}}`),
-/// written atomically (temporary file, fsync, rename) with mode 0600. Meant for the CLI and a
-/// single process; use the state store for several processes.
+/// written atomically (temporary file, fsync, rename) with mode 0600.
+///
+/// Every operation re-reads the file, so CLI runs in parallel see each other's tokens and do not
+/// drop each other's keys (a read-modify-write race between two processes can still lose one
+/// write; that costs one extra token fetch, never a wrong token). For many processes use the
+/// state store.
 #[derive(Debug)]
 pub struct JsonFileTokenStore {
     path: PathBuf,
-    map: Mutex<HashMap<String, StoredToken>>,
+    /// Serialises this process's read-modify-write cycles.
+    lock: Mutex<()>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -103,40 +116,44 @@ struct FileEntry {
 }
 
 impl JsonFileTokenStore {
-    /// Opens (or prepares to create) the store at `path`. An unreadable or corrupt file is
-    /// treated as empty: tokens can always be fetched again.
+    /// A store at `path` (created on the first save). An unreadable or corrupt file is treated
+    /// as empty: tokens can always be fetched again.
     pub fn open(path: impl Into<PathBuf>) -> Self {
-        let path = path.into();
-        let map = match fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<HashMap<String, FileEntry>>(&bytes) {
-                Ok(entries) => entries
-                    .into_iter()
-                    .map(|(k, e)| {
-                        (
-                            k,
-                            StoredToken {
-                                value: Secret::new(e.value),
-                                expires_at_unix: e.expires_at_unix,
-                            },
-                        )
-                    })
-                    .collect(),
-                Err(_) => {
-                    tracing::warn!(path = %path.display(), "token store is not valid JSON; starting empty");
-                    HashMap::new()
-                }
-            },
-            Err(_) => HashMap::new(),
-        };
         JsonFileTokenStore {
-            path,
-            map: Mutex::new(map),
+            path: path.into(),
+            lock: Mutex::new(()),
         }
     }
 
     /// The file path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn read(&self) -> HashMap<String, StoredToken> {
+        let Ok(mut bytes) = fs::read(&self.path) else {
+            return HashMap::new();
+        };
+        let parsed = serde_json::from_slice::<HashMap<String, FileEntry>>(&bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        match parsed {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|(k, e)| {
+                    (
+                        k,
+                        StoredToken {
+                            value: Secret::new(e.value),
+                            expires_at_unix: e.expires_at_unix,
+                        },
+                    )
+                })
+                .collect(),
+            Err(_) => {
+                tracing::warn!(path = %self.path.display(), "token store is not valid JSON; treating it as empty");
+                HashMap::new()
+            }
+        }
     }
 
     fn persist(&self, map: &HashMap<String, StoredToken>) {
@@ -195,20 +212,26 @@ fn write_atomic_0600(path: &Path, map: &HashMap<String, StoredToken>) -> std::io
 
 impl TokenStore for JsonFileTokenStore {
     fn load(&self, key: &str) -> Option<StoredToken> {
-        self.map
-            .lock()
-            .expect("token store poisoned")
-            .get(key)
-            .cloned()
+        let _guard = self.lock.lock().expect("token store poisoned");
+        self.read().remove(key)
     }
     fn save(&self, key: &str, token: &StoredToken) {
-        let mut map = self.map.lock().expect("token store poisoned");
+        let _guard = self.lock.lock().expect("token store poisoned");
+        let mut map = self.read();
+        if map
+            .get(key)
+            .is_some_and(|t| t.expires_at_unix > token.expires_at_unix)
+        {
+            return;
+        }
         map.insert(key.to_owned(), token.clone());
         self.persist(&map);
     }
-    fn remove(&self, key: &str) {
-        let mut map = self.map.lock().expect("token store poisoned");
-        if map.remove(key).is_some() {
+    fn remove(&self, key: &str, rejected: &Secret) {
+        let _guard = self.lock.lock().expect("token store poisoned");
+        let mut map = self.read();
+        if map.get(key).is_some_and(|t| &t.value == rejected) {
+            map.remove(key);
             self.persist(&map);
         }
     }
@@ -412,10 +435,9 @@ impl TokenCache {
         let mut current = slot.current.write().expect("poisoned");
         if current.as_ref().is_some_and(|t| &t.value == rejected) {
             *current = None;
-            self.store.remove(key);
-        } else if current.is_none() && self.store.load(key).is_some_and(|t| &t.value == rejected) {
-            self.store.remove(key);
         }
+        // The store compares too: a newer token saved meanwhile (by any process) stays.
+        self.store.remove(key, rejected);
     }
 
     /// Forgets a latched configuration error for `key` (after the operator fixed the setup).
@@ -570,7 +592,10 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        again.remove("corp|ww|abc");
+        // Removal only if the stored token is the rejected one.
+        again.remove("corp|ww|abc", &Secret::new("some-other-token"));
+        assert!(again.load("corp|ww|abc").is_some());
+        again.remove("corp|ww|abc", &Secret::new("tok-1"));
         assert!(JsonFileTokenStore::open(&path)
             .load("corp|ww|abc")
             .is_none());
@@ -580,6 +605,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn json_file_stores_share_the_file_and_keep_the_later_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        // Two "processes" with their own store objects on one file.
+        let a = JsonFileTokenStore::open(&path);
+        let b = JsonFileTokenStore::open(&path);
+        let tok = |v: &str, exp| StoredToken {
+            value: Secret::new(v),
+            expires_at_unix: exp,
+        };
+        a.save("corp", &tok("a-corp", 100));
+        b.save("suite", &tok("b-suite", 100));
+        // Neither write dropped the other's key.
+        assert_eq!(a.load("suite"), Some(tok("b-suite", 100)));
+        assert_eq!(b.load("corp"), Some(tok("a-corp", 100)));
+        // An older response does not overwrite a newer token.
+        b.save("corp", &tok("b-corp-new", 200));
+        a.save("corp", &tok("a-corp-old", 150));
+        assert_eq!(a.load("corp"), Some(tok("b-corp-new", 200)));
     }
 
     #[test]
