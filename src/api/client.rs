@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use crate::api::error::{config_hint, reaction, ApiError, CallContext, Reaction};
 use crate::auth::clock::{Clock, SystemClock};
-use crate::auth::secret::Secret;
 use crate::auth::TokenProvider;
 
 /// The real WeCom API host.
@@ -353,11 +352,6 @@ fn redact_quoted(msg: &str) -> String {
         }
     }
     out
-}
-
-/// Convenience: the secret values of `secrets`, for [`ApiClient::send`]'s `scrub` argument.
-pub fn exposed<'a>(secrets: &[&'a Secret]) -> Vec<&'a str> {
-    secrets.iter().map(|s| s.expose()).collect()
 }
 
 #[cfg(test)]

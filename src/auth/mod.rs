@@ -1,6 +1,6 @@
 //! Authorization: the credentials WeCom APIs need.
 //!
-//! * [`secret`]: the [`Secret`](secret::Secret) newtype every credential and token lives in;
+//! * [`secret`]: the [`Secret`] newtype every credential and token lives in;
 //! * [`clock`]: the injectable clock expiry decisions are made with;
 //! * [`token`]: [`TokenCache`](token::TokenCache) — expiry margin, refresh-ahead, single-flight,
 //!   invalidation, persistence through a [`TokenStore`](token::TokenStore);

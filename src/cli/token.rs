@@ -8,6 +8,7 @@ use anyhow::Context;
 use wecom_archive::auth::clock::{format_unix_utc, Clock, SystemClock};
 use wecom_archive::auth::config::{AuthConfig, AuthContext};
 use wecom_archive::auth::token::{StoredToken, TokenOrigin};
+use wecom_archive::auth::TokenProvider;
 
 /// Which credential's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,7 +79,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Kind::Authcorp => {
                 let t = ctx.authcorp_token(args.corp.as_deref())?;
-                use wecom_archive::auth::TokenProvider;
                 let who = format!("{} ({})", t.corp(), t.app().unwrap_or(""));
                 (who, t.status().await?)
             }
