@@ -349,32 +349,36 @@ impl TokenCache {
         Fut: Future<Output = Result<FetchedToken, ApiError>>,
     {
         let slot = self.slot(key);
-        if let Some(e) = slot.config_error.lock().expect("poisoned").as_ref() {
-            return Err(e.duplicate());
-        }
         let now = self.clock.now_unix();
         let current = slot.current.read().expect("poisoned").clone();
-        if let Some(t) = current {
-            if self.usable(&t, now) {
-                if !self.due(&t, now) {
-                    return Ok((t, TokenOrigin::Memory));
-                }
-                // Refresh-ahead: one caller refreshes; everyone else keeps the current token.
-                let Ok(_guard) = slot.flight.try_lock() else {
-                    return Ok((t, TokenOrigin::Memory));
-                };
-                let latest = slot.current.read().expect("poisoned").clone();
-                if let Some(l) = latest.filter(|l| !self.due(l, now)) {
-                    return Ok((l, TokenOrigin::Memory));
-                }
-                return match self.fetch_and_store(key, &slot, fetch).await {
-                    Ok(fresh) => Ok((fresh, TokenOrigin::Fetched)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "refresh-ahead failed; serving the current token");
-                        Ok((t, TokenOrigin::Memory))
-                    }
-                };
+        if let Some(t) = current.filter(|t| self.usable(t, now)) {
+            // A latched configuration error stops refreshes, not the use of a still-valid token.
+            if !self.due(&t, now) || slot.config_error.lock().expect("poisoned").is_some() {
+                return Ok((t, TokenOrigin::Memory));
             }
+            // Refresh-ahead: one caller refreshes; everyone else keeps the current token.
+            let Ok(_guard) = slot.flight.try_lock() else {
+                return Ok((t, TokenOrigin::Memory));
+            };
+            let latest = slot.current.read().expect("poisoned").clone();
+            if let Some(l) = latest.filter(|l| !self.due(l, now)) {
+                return Ok((l, TokenOrigin::Memory));
+            }
+            // Another process sharing the store may have refreshed already.
+            if let Some(l) = self.store.load(key).filter(|l| !self.due(l, now)) {
+                *slot.current.write().expect("poisoned") = Some(l.clone());
+                return Ok((l, TokenOrigin::Store));
+            }
+            return match self.fetch_and_store(key, &slot, fetch).await {
+                Ok(fresh) => Ok((fresh, TokenOrigin::Fetched)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "refresh-ahead failed; serving the current token");
+                    Ok((t, TokenOrigin::Memory))
+                }
+            };
+        }
+        if let Some(e) = slot.config_error.lock().expect("poisoned").as_ref() {
+            return Err(e.duplicate());
         }
 
         // No usable token: single-flight fetch.
@@ -523,6 +527,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.expose(), "t1");
+    }
+
+    #[tokio::test]
+    async fn config_error_during_refresh_ahead_keeps_the_valid_token_then_fails() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let c = cache(&clock, Arc::new(MemoryTokenStore::new()));
+        let n = AtomicU32::new(0);
+        c.get("k", || counted(&n, "t1")).await.unwrap();
+        clock.advance(7200 - 300 - 10);
+        let bad_secret = || async {
+            n.fetch_add(1, Ordering::SeqCst);
+            Err::<FetchedToken, _>(ApiError::Config {
+                ctx: CallContext::new("ww", None, "/cgi-bin/gettoken"),
+                code: 40001,
+                errmsg: "invalid credential".into(),
+                hint: "check the secret".into(),
+            })
+        };
+        // The secret was revoked: the refresh fails, the current token is still served, and
+        // the refresh is not attempted again.
+        assert_eq!(c.get("k", bad_secret).await.unwrap().expose(), "t1");
+        assert_eq!(c.get("k", bad_secret).await.unwrap().expose(), "t1");
+        assert_eq!(n.load(Ordering::SeqCst), 2);
+        // Once the token expires, the latched error is returned without a request.
+        clock.advance(10);
+        assert_eq!(
+            c.get("k", bad_secret).await.unwrap_err().errcode(),
+            Some(40001)
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
