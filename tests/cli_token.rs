@@ -169,3 +169,74 @@ async fn permit_users_and_check_agree_print_results() {
     // Three processes, one token: the store carried it across.
     assert_eq!(emu.calls(GETTOKEN_PATH), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_kinds_suite_provider_and_authcorp() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, value) in [
+        ("suite.secret", SUITE_SECRET),
+        ("suite.ticket", TICKET),
+        ("provider.secret", PROVIDER_SECRET),
+        ("client.code", PERMANENT_CODE),
+    ] {
+        std::fs::write(d.join(name), value).unwrap();
+    }
+    let cfg = format!(
+        "api_base = \"{}\"\n\n\
+         [suite]\nsuite_id = \"{SUITE}\"\nsecret_file = \"{}\"\nticket_file = \"{}\"\n\n\
+         [provider]\ncorpid = \"{PROVIDER}\"\nsecret_file = \"{}\"\n\n\
+         [[authcorp]]\ncorpid = \"{AUTH_CORP}\"\npermanent_code_file = \"{}\"\n",
+        emu.base_url(),
+        d.join("suite.secret").display(),
+        d.join("suite.ticket").display(),
+        d.join("provider.secret").display(),
+        d.join("client.code").display(),
+    );
+    let path = d.join("auth.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let path = path.display().to_string();
+
+    let cases = [
+        ("suite", "suite_access_token", SUITE.to_owned(), "emuS…"),
+        (
+            "provider",
+            "provider_access_token",
+            PROVIDER.to_owned(),
+            "emuP…",
+        ),
+        (
+            "authcorp",
+            "authorized-corp access_token",
+            format!("{AUTH_CORP} (suite {SUITE})"),
+            "emuA…",
+        ),
+    ];
+    for (kind, label, who, masked) in cases {
+        let out = run(vec![
+            "token".into(),
+            "--config".into(),
+            path.clone(),
+            "--kind".into(),
+            kind.into(),
+        ])
+        .await;
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{kind}: {stdout}\n{stderr}");
+        assert!(stdout.contains(&format!("kind:       {label}")), "{stdout}");
+        assert!(stdout.contains(&format!("corp:       {who}")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("token:      {masked} (masked)")),
+            "{stdout}"
+        );
+        for secret in [SUITE_SECRET, TICKET, PROVIDER_SECRET, PERMANENT_CODE] {
+            assert!(!stdout.contains(secret) && !stderr.contains(secret));
+        }
+    }
+    assert_eq!(emu.calls("/cgi-bin/service/get_provider_token"), 1);
+    assert_eq!(emu.calls("/cgi-bin/service/get_corp_token"), 1);
+    // No token store configured: each process fetched its own suite token.
+    assert_eq!(emu.calls("/cgi-bin/service/get_suite_token"), 2);
+}
