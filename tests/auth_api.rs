@@ -247,6 +247,7 @@ async fn http_failures_name_the_corp_and_hide_the_token() {
                     max_retries: 1,
                     base_delay: std::time::Duration::from_millis(1),
                     rate_limit_window_secs: 60,
+                    rate_limit_long_window_secs: 3600,
                 },
                 ..Default::default()
             },

@@ -195,6 +195,58 @@ async fn rate_limit_window_is_honoured_without_calling_wecom() {
 }
 
 #[tokio::test]
+async fn a_limit_hit_again_after_the_window_waits_an_hour() {
+    let e = env().await;
+    let api = msgaudit(&e, archive_token(&e, ARCHIVE_SECRET));
+    api.get_permit_user_list(None).await.unwrap();
+    // WeCom's per-hour limit: blocked far longer than one minute.
+    e.emu.set_rate_limit(PERMIT_USER_LIST_PATH, 0, 3600);
+    let err = api.get_permit_user_list(None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::RateLimited {
+                retry_after_secs: 60,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    e.clock.advance(60);
+    let err = api.get_permit_user_list(None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::RateLimited {
+                retry_after_secs: 3600,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(e.emu.calls(PERMIT_USER_LIST_PATH), 3);
+    e.clock.advance(3599);
+    assert!(api.get_permit_user_list(None).await.is_err());
+    assert_eq!(e.emu.calls(PERMIT_USER_LIST_PATH), 3);
+    // The hour is over and WeCom lets calls through again: success resets the escalation.
+    e.clock.advance(1);
+    e.emu.set_rate_limit(PERMIT_USER_LIST_PATH, 1000, 60);
+    api.get_permit_user_list(None).await.unwrap();
+    e.emu.set_rate_limit(PERMIT_USER_LIST_PATH, 0, 3600);
+    let err = api.get_permit_user_list(None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::RateLimited {
+                retry_after_secs: 60,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn busy_is_retried_with_backoff_at_most_three_times() {
     let e = env().await;
     let api = msgaudit(&e, archive_token(&e, ARCHIVE_SECRET));

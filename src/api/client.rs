@@ -7,6 +7,8 @@
 //!   [`RetryPolicy::max_retries`] retries.
 //! * 45009: the API is not called again for [`RetryPolicy::rate_limit_window_secs`] (per corp and
 //!   path, as WeCom counts); callers get [`ApiError::RateLimited`] at once, with no request sent.
+//!   Hit again right after the window, the wait becomes
+//!   [`RetryPolicy::rate_limit_long_window_secs`] (WeCom's per-hour block).
 //! * 45033 (concurrency): jittered backoff like -1, then the same window.
 //! * Configuration errcodes (40001, 40013, 40083, 40084, 40085, 40091, 48002, 60020): fail at
 //!   once with a hint; never retried.
@@ -43,8 +45,11 @@ pub struct RetryPolicy {
     /// of random jitter so that many clients do not retry in lockstep.
     pub base_delay: Duration,
     /// How long an API is left alone after 45009. WeCom blocks for 60 s (per-minute limit) or
-    /// 60 min (per-hour limit) and does not say which, so the shorter is the default.
+    /// 60 min (per-hour limit) and does not say which, so the shorter comes first.
     pub rate_limit_window_secs: i64,
+    /// The window used when the limit is hit again right after a window ended (no successful
+    /// call in between): then it is probably the per-hour limit.
+    pub rate_limit_long_window_secs: i64,
 }
 
 impl Default for RetryPolicy {
@@ -53,6 +58,7 @@ impl Default for RetryPolicy {
             max_retries: 3,
             base_delay: Duration::from_secs(1),
             rate_limit_window_secs: 60,
+            rate_limit_long_window_secs: 3600,
         }
     }
 }
@@ -81,6 +87,15 @@ impl Default for ClientConfig {
     }
 }
 
+/// A rate-limit window of one (corp, path).
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    /// Unix time before which the API is not called.
+    until: i64,
+    /// Length of the window, seconds.
+    window: i64,
+}
+
 /// An HTTP client for the WeCom API. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct ApiClient {
@@ -88,8 +103,9 @@ pub struct ApiClient {
     base_url: String,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
-    /// (corp, path) → Unix time before which the API is not called (after 45009/45033).
-    blocked: Mutex<HashMap<(String, String), i64>>,
+    /// (corp, path) → the current or last rate-limit window (after 45009/45033), until a call
+    /// succeeds.
+    blocked: Mutex<HashMap<(String, String), Block>>,
 }
 
 impl ApiClient {
@@ -236,7 +252,13 @@ impl ApiClient {
                 scrub_secrets(raw, scrub)
             };
             match reaction(code) {
-                Reaction::Ok => return Ok(value),
+                Reaction::Ok => {
+                    let mut blocked = self.blocked.lock().expect("rate-limit map poisoned");
+                    if !blocked.is_empty() {
+                        blocked.remove(&block_key);
+                    }
+                    return Ok(value);
+                }
                 Reaction::RefreshToken => {
                     return Err(ApiError::TokenRejected {
                         ctx: ctx.clone(),
@@ -256,12 +278,19 @@ impl ApiClient {
                     })
                 }
                 Reaction::Concurrency | Reaction::RateLimitWindow => {
-                    let window = self.retry.rate_limit_window_secs;
-                    let until = self.clock.now_unix() + window;
-                    self.blocked
-                        .lock()
-                        .expect("rate-limit map poisoned")
-                        .insert(block_key, until);
+                    let now = self.clock.now_unix();
+                    let mut blocked = self.blocked.lock().expect("rate-limit map poisoned");
+                    // Limited again within one window of the last one ending, with no success
+                    // in between: the per-hour limit, so wait the long window.
+                    let window = match blocked.get(&block_key) {
+                        Some(b) if now < b.until + b.window => {
+                            self.retry.rate_limit_long_window_secs
+                        }
+                        _ => self.retry.rate_limit_window_secs,
+                    };
+                    let until = now + window;
+                    blocked.insert(block_key, Block { until, window });
+                    drop(blocked);
                     tracing::warn!(%ctx, code, window, "WeCom rate limit; pausing this API");
                     return Err(ApiError::RateLimited {
                         ctx: ctx.clone(),
@@ -292,19 +321,16 @@ impl ApiClient {
     /// Fails fast while (corp, path) is inside a rate-limit window.
     fn check_window(&self, ctx: &CallContext, key: &(String, String)) -> Result<(), ApiError> {
         let now = self.clock.now_unix();
-        let mut blocked = self.blocked.lock().expect("rate-limit map poisoned");
+        let blocked = self.blocked.lock().expect("rate-limit map poisoned");
         match blocked.get(key) {
-            Some(&until) if now < until => Err(ApiError::RateLimited {
+            Some(b) if now < b.until => Err(ApiError::RateLimited {
                 ctx: ctx.clone(),
                 code: 45009,
-                until_unix: until,
-                retry_after_secs: until - now,
+                until_unix: b.until,
+                retry_after_secs: b.until - now,
             }),
-            Some(_) => {
-                blocked.remove(key);
-                Ok(())
-            }
-            None => Ok(()),
+            // The window is over; the record stays until a call succeeds (see escalation).
+            _ => Ok(()),
         }
     }
 

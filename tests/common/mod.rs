@@ -64,6 +64,7 @@ pub fn fast_client(emu: &Emulator, clock: &Arc<ManualClock>) -> Arc<ApiClient> {
             max_retries: 3,
             base_delay: Duration::from_millis(1),
             rate_limit_window_secs: 60,
+            rate_limit_long_window_secs: 3600,
         },
     };
     Arc::new(ApiClient::with_clock(cfg, clock.clone()).unwrap())
