@@ -16,7 +16,12 @@
 //! * [`state`] remembers checkpoints in an embedded SQLite database.
 //!
 //! [`crypto::callback`] implements WXBizMsgCrypt for the callback side.
+//!
+//! The WeCom-facing side: [`auth`] (tokens, OAuth) and [`api`] (HTTP client, msgaudit and service
+//! APIs); with feature `emulator`, `emulator` is a local WeCom API emulator for tests.
 
+pub mod api;
+pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -25,3 +30,6 @@ pub mod pipeline;
 pub mod sink;
 pub mod source;
 pub mod state;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;

@@ -1,12 +1,15 @@
 //! Command-line interface: one file per subcommand. Only this module knows about the terminal.
 
 mod bench;
+mod check_agree;
 mod decrypt;
 mod demo;
 mod inspect;
+mod permit_users;
 mod pull;
 mod retry;
 mod sdk_worker;
+mod token;
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -45,6 +48,12 @@ enum Command {
     /// Internal: host the official SDK in a child process (JSON lines on stdin/stdout).
     #[command(hide = true)]
     SdkWorker(sdk_worker::Args),
+    /// Print the status of a WeCom token (masked) and its expiry, fetching it if needed.
+    Token(token::Args),
+    /// List members with the session-archive licence (msgaudit/get_permit_user_list).
+    PermitUsers(permit_users::Args),
+    /// Check whether external contacts agreed to archiving (check_single_agree / check_room_agree).
+    CheckAgree(check_agree::Args),
 }
 
 /// Exit code when the run finished but `--strict` was given and records were dead-lettered.
@@ -71,6 +80,9 @@ pub fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SdkWorker(args) => sdk_worker::run(args),
+        Command::Token(args) => token::run(args),
+        Command::PermitUsers(args) => permit_users::run(args),
+        Command::CheckAgree(args) => check_agree::run(args),
     };
     match result {
         Ok(code) => code,
