@@ -20,6 +20,11 @@
 //! corp_id = "ww0123456789abcdef"
 //! secret_env = "WECOM_ARCHIVE_SECRET"   # or secret_file = "/run/secrets/archive"
 //! keys = { 1 = "keys/v1.pem", 2 = "keys/v2.pem" }    # publickey_ver = private key PEM
+//!
+//! [[corp]]                             # a simulated corp: no WeCom account, built-in keys
+//! corp_id = "wwsim0000000001"
+//! source = "sim"
+//! sim_messages = 5000
 //! ```
 //!
 //! Relative paths are relative to the config file's directory.
@@ -104,12 +109,29 @@ pub struct SdkSection {
     pub max_attempts: Option<u32>,
 }
 
+/// Where a corp's records come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// The official SDK (`GetChatData`).
+    #[default]
+    Sdk,
+    /// The built-in simulator (demos, integration tests of `pull`/`serve` without WeCom): its
+    /// own keys, no secret.
+    Sim,
+}
+
 /// `[[corp]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorpSection {
     /// The corp id (`ww…`).
     pub corp_id: String,
+    /// `sdk` (default) or `sim`.
+    #[serde(default)]
+    pub source: SourceKind,
+    /// With `source = "sim"`: messages in the simulated archive.
+    pub sim_messages: Option<u64>,
     /// Env var holding the archive secret.
     pub secret_env: Option<String>,
     /// File holding the archive secret.
@@ -171,6 +193,9 @@ impl Config {
         for corp in &self.corps {
             if !seen.insert(&corp.corp_id) {
                 return Err(self.invalid(format!("corp {} is listed twice", corp.corp_id)));
+            }
+            if corp.source == SourceKind::Sim {
+                continue;
             }
             if corp.secret_env.is_none() && corp.secret_file.is_none() {
                 return Err(self.invalid(format!(

@@ -7,12 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use wecom_archive::config::{Config, CorpSection};
-use wecom_archive::crypto::keyring::Keyring;
-use wecom_archive::crypto::unwrap::Backend;
+use wecom_archive::config::{Config, CorpSection, SourceKind};
 use wecom_archive::pipeline::progress::{summary, Progress};
 use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
-use wecom_archive::source::sdk::{SdkConfig, SdkSource};
 use wecom_archive::state::StateStore;
 
 /// Arguments of `wecom-archive pull`.
@@ -64,12 +61,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let out = config.out_dir();
     let mut store = StateStore::open(&config.state_path())?;
-    let library = config.sdk_library()?;
-    if !library.exists() {
-        bail!(
-            "the WeCom SDK {} does not exist: set [sdk] library or WECOM_SDK to libWeWorkFinanceSdk_C.so",
-            library.display()
-        );
+    if corps.iter().any(|c| c.source == SourceKind::Sdk) {
+        let library = config.sdk_library()?;
+        if !library.exists() {
+            bail!(
+                "the WeCom SDK {} does not exist: set [sdk] library or WECOM_SDK to libWeWorkFinanceSdk_C.so",
+                library.display()
+            );
+        }
     }
     let stop = super::stop_flag();
     let mut dead_lettered = 0;
@@ -79,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let stats = pull_corp(&config, corp, &library, &out, &mut store, &args, &stop)?;
+            let stats = pull_corp(&config, corp, &out, &mut store, &args, &stop)?;
             dead_lettered += stats.dead_lettered;
         }
         if !args.follow || stop.load(Ordering::Relaxed) {
@@ -105,38 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn pull_corp(
     config: &Config,
     corp: &CorpSection,
-    library: &std::path::Path,
     out: &std::path::Path,
     store: &mut StateStore,
     args: &Args,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<RunStats> {
-    let mut keyring = Keyring::new(Backend::default());
-    for (ver, path) in config.keys(corp) {
-        keyring.add_pem_file(ver, &path).with_context(|| {
-            format!(
-                "corp {}: loading the key for publickey_ver {ver}",
-                corp.corp_id
-            )
-        })?;
-    }
     if let Some(seq) = args.since_seq {
         store.set_checkpoint(&corp.corp_id, seq)?;
     }
-    let mut sdk = SdkConfig::new(
-        library.to_owned(),
-        corp.corp_id.clone(),
-        config.secret(corp)?,
-    );
-    sdk.proxy = config.sdk.proxy.clone();
-    sdk.proxy_password = config.proxy_password()?;
-    if let Some(t) = config.sdk.timeout_secs {
-        sdk.timeout_secs = t;
-    }
-    if let Some(n) = config.sdk.max_attempts {
-        sdk.max_attempts = n.max(1);
-    }
-    let mut source = SdkSource::new(sdk);
+    let (mut source, keyring) = wecom_archive::source::for_corp(config, corp)?;
     let before = store.checkpoint(&corp.corp_id)?;
     let options = RunOptions {
         commit_every: args.commit_every.max(1),
@@ -145,7 +121,7 @@ fn pull_corp(
     let progress = Progress::new(&corp.corp_id, None);
     let started = super::unix_now();
     let result = pipeline::run(
-        &mut source,
+        source.as_mut(),
         &keyring,
         Output {
             dir: out,

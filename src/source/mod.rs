@@ -107,3 +107,69 @@ impl Source for DumpSource {
         Ok(Page { items })
     }
 }
+
+/// Why a corp's source could not be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The configuration is incomplete or wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A private key could not be loaded.
+    #[error("corp {corp_id}: loading the key for publickey_ver {version}: {source}")]
+    Key {
+        /// The corp.
+        corp_id: String,
+        /// The key version.
+        version: u32,
+        /// Why.
+        source: crate::crypto::unwrap::KeyLoadError,
+    },
+}
+
+/// The source and the keyring of one configured corp: the official SDK with the corp's keys,
+/// or the simulator with its built-in keys.
+pub fn for_corp(
+    config: &crate::config::Config,
+    corp: &crate::config::CorpSection,
+) -> Result<(Box<dyn Source>, crate::crypto::keyring::Keyring), SetupError> {
+    use crate::config::SourceKind;
+    use crate::crypto::unwrap::Backend;
+    match corp.source {
+        SourceKind::Sim => {
+            let keyring =
+                sim::demo_keyring(Backend::default()).map_err(|source| SetupError::Key {
+                    corp_id: corp.corp_id.clone(),
+                    version: 1,
+                    source,
+                })?;
+            let sim = sim::SimSource::new(sim::SimConfig {
+                messages: corp.sim_messages.unwrap_or(10_000),
+                ..sim::SimConfig::default()
+            });
+            Ok((Box::new(sim), keyring))
+        }
+        SourceKind::Sdk => {
+            let mut keyring = crate::crypto::keyring::Keyring::new(Backend::default());
+            for (version, path) in config.keys(corp) {
+                keyring
+                    .add_pem_file(version, &path)
+                    .map_err(|source| SetupError::Key {
+                        corp_id: corp.corp_id.clone(),
+                        version,
+                        source,
+                    })?;
+            }
+            let library = config.sdk_library()?;
+            let mut sdk = sdk::SdkConfig::new(library, corp.corp_id.clone(), config.secret(corp)?);
+            sdk.proxy = config.sdk.proxy.clone();
+            sdk.proxy_password = config.proxy_password()?;
+            if let Some(t) = config.sdk.timeout_secs {
+                sdk.timeout_secs = t;
+            }
+            if let Some(n) = config.sdk.max_attempts {
+                sdk.max_attempts = n.max(1);
+            }
+            Ok((Box::new(sdk::SdkSource::new(sdk)), keyring))
+        }
+    }
+}
