@@ -526,22 +526,83 @@ pub fn encrypt<R: RngCore>(
         "s_len {s_len} must be in 1..={}",
         body.len()
     );
-    let outer_key = random_b64_chars(rng, OUTER_KEY_LEN);
-    let info = encode_key_info(k1, pre_len as i32, end_len as i32, s_len as i32);
-    let encrypt_key = aes_layer_encrypt(rng, &info, &outer_key);
-
-    let mut msg = Vec::with_capacity(45 + pre_len + body.len() + s_len + end_len);
-    msg.extend(random_b64_chars(rng, OUTER_KEY_OFFSET));
-    msg.extend_from_slice(&outer_key);
-    msg.extend(random_b64_chars(rng, pre_len));
-    msg.extend_from_slice(&body.as_bytes()[..s_len]);
-    msg.extend(random_b64_chars(rng, s_len));
-    msg.extend_from_slice(&body.as_bytes()[s_len..]);
-    msg.extend(random_b64_chars(rng, end_len));
+    let key = MessageKey::with_framing(rng, k1, pre_len, s_len, end_len);
     Encrypted {
-        encrypt_key,
+        encrypt_msg: key.frame(rng, &body),
+        encrypt_key: key.encrypt_key,
+    }
+}
+
+/// A message key as the server makes one: `k1`, the framing, the outer key, and the
+/// `encrypt_key` that carries them. [`encrypt`] makes a fresh one per message; a producer that
+/// reuses one for several messages ([`MessageKey::encrypt`]) saves the RSA wrap of
+/// `encrypt_key`, which is what the simulator does to keep its own cost small.
+#[derive(Clone)]
+pub struct MessageKey {
+    /// The string that RSA-wraps into `encrypt_random_key`.
+    pub encrypt_key: String,
+    outer_key: Vec<u8>,
+    k1: Vec<u8>,
+    pre_len: usize,
+    s_len: usize,
+    end_len: usize,
+}
+
+impl std::fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MessageKey(<redacted>)")
+    }
+}
+
+/// The shortest body [`encrypt`] produces: base64 of IV + one AES block.
+pub const MIN_BODY_LEN: usize = 44;
+
+impl MessageKey {
+    /// A random key whose framing fits every message (`s_len` at most [`MIN_BODY_LEN`]).
+    pub fn random<R: RngCore>(rng: &mut R, k1: &[u8]) -> Self {
+        let pre_len = rng.gen_range(0..=40);
+        let s_len = rng.gen_range(1..=MIN_BODY_LEN);
+        let end_len = rng.gen_range(0..=40);
+        Self::with_framing(rng, k1, pre_len, s_len, end_len)
+    }
+
+    fn with_framing<R: RngCore>(
+        rng: &mut R,
+        k1: &[u8],
+        pre_len: usize,
+        s_len: usize,
+        end_len: usize,
+    ) -> Self {
+        let outer_key = random_b64_chars(rng, OUTER_KEY_LEN);
+        let info = encode_key_info(k1, pre_len as i32, end_len as i32, s_len as i32);
+        MessageKey {
+            encrypt_key: aes_layer_encrypt(rng, &info, &outer_key),
+            outer_key,
+            k1: k1.to_vec(),
+            pre_len,
+            s_len,
+            end_len,
+        }
+    }
+
+    /// `encrypt_chat_msg` for `plaintext` under this key.
+    pub fn encrypt<R: RngCore>(&self, rng: &mut R, plaintext: &[u8]) -> String {
+        let body = aes_layer_encrypt(rng, plaintext, &self.k1);
+        self.frame(rng, &body)
+    }
+
+    fn frame<R: RngCore>(&self, rng: &mut R, body: &str) -> String {
+        let (pre_len, s_len, end_len) = (self.pre_len, self.s_len, self.end_len);
+        let mut msg = Vec::with_capacity(45 + pre_len + body.len() + s_len + end_len);
+        msg.extend(random_b64_chars(rng, OUTER_KEY_OFFSET));
+        msg.extend_from_slice(&self.outer_key);
+        msg.extend(random_b64_chars(rng, pre_len));
+        msg.extend_from_slice(&body.as_bytes()[..s_len]);
+        msg.extend(random_b64_chars(rng, s_len));
+        msg.extend_from_slice(&body.as_bytes()[s_len..]);
+        msg.extend(random_b64_chars(rng, end_len));
         // Only base64 alphabet characters were pushed.
-        encrypt_msg: String::from_utf8(msg).expect("base64 alphabet is ASCII"),
+        String::from_utf8(msg).expect("base64 alphabet is ASCII")
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::{Page, Source, SourceError};
 use crate::crypto::keyring::Keyring;
-use crate::crypto::message::{encrypt, Framing};
+use crate::crypto::message::{encrypt, Framing, MessageKey};
 use crate::crypto::unwrap::{Backend, KeyLoadError, WrapKey};
 use crate::model::record::EncryptedRecord;
 
@@ -32,8 +32,7 @@ pub fn encrypt_record<R: RngCore>(
     msgid: &str,
     plaintext: &[u8],
 ) -> EncryptedRecord {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let k1: Vec<u8> = (0..32).map(|_| ALPHABET[rng.gen_range(0..64)]).collect();
+    let k1 = random_k1(rng);
     let e = encrypt(rng, &k1, plaintext, &Framing::default());
     EncryptedRecord {
         seq,
@@ -42,6 +41,12 @@ pub fn encrypt_record<R: RngCore>(
         encrypt_random_key: wrap.wrap(e.encrypt_key.as_bytes()),
         encrypt_chat_msg: e.encrypt_msg,
     }
+}
+
+/// A 32-character `k1` as the server makes them (base64 alphabet).
+fn random_k1<R: RngCore>(rng: &mut R) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    (0..32).map(|_| ALPHABET[rng.gen_range(0..64)]).collect()
 }
 
 /// The simulator's built-in key pairs: the test keys in `fixtures/` (version 1 PKCS#1, version 2
@@ -96,25 +101,39 @@ impl Default for SimConfig {
     }
 }
 
+/// Message keys per key version. WeCom makes a fresh key per message; the simulator reuses a
+/// pool, each key RSA-wrapped once, because the wrap would otherwise be most of its cost and the
+/// simulator stands in for WeCom's servers, whose CPU is not ours. The pipeline still unwraps
+/// every record's key in full.
+const KEY_POOL: usize = 64;
+
 /// The simulator as a [`Source`].
 pub struct SimSource {
     config: SimConfig,
-    wrap: Vec<(u32, WrapKey)>,
+    /// Per key version: the pooled message keys and their `encrypt_random_key`s.
+    pools: Vec<(u32, Vec<(MessageKey, String)>)>,
 }
 
 impl SimSource {
     /// A simulator with the built-in keys.
     pub fn new(config: SimConfig) -> Self {
-        let wrap = DEMO_KEYS
+        let pools = DEMO_KEYS
             .iter()
             .map(|(v, _, public)| {
-                (
-                    *v,
-                    WrapKey::from_pem(public).expect("built-in public key parses"),
-                )
+                let wrap = WrapKey::from_pem(public).expect("built-in public key parses");
+                let mut rng = StdRng::seed_from_u64(config.seed ^ u64::from(*v) << 32);
+                let pool = (0..KEY_POOL)
+                    .map(|_| {
+                        let k1 = random_k1(&mut rng);
+                        let key = MessageKey::random(&mut rng, &k1);
+                        let wrapped = wrap.wrap(key.encrypt_key.as_bytes());
+                        (key, wrapped)
+                    })
+                    .collect();
+                (*v, pool)
             })
             .collect();
-        SimSource { config, wrap }
+        SimSource { config, pools }
     }
 
     /// The configuration.
@@ -129,12 +148,19 @@ impl SimSource {
         let plaintext = message(&mut rng, &self.config, seq);
         let msgid = plaintext["msgid"].as_str().unwrap_or_default().to_owned();
         let bytes = serde_json::to_vec(&plaintext).expect("json serialises");
-        let (ver, wrap) = if seq <= self.config.messages / 3 {
-            &self.wrap[0]
+        let (ver, pool) = if seq <= self.config.messages / 3 {
+            &self.pools[0]
         } else {
-            &self.wrap[1]
+            &self.pools[1]
         };
-        let mut rec = encrypt_record(&mut rng, wrap, *ver, seq, &msgid, &bytes);
+        let (key, wrapped) = &pool[rng.gen_range(0..pool.len())];
+        let mut rec = EncryptedRecord {
+            seq,
+            msgid,
+            publickey_ver: *ver,
+            encrypt_random_key: wrapped.clone(),
+            encrypt_chat_msg: key.encrypt(&mut rng, &bytes),
+        };
         if self.config.corrupt_every > 0 && seq % self.config.corrupt_every == 0 {
             // Transit damage: the record no longer decrypts (or no longer parses).
             match seq / self.config.corrupt_every % 3 {
