@@ -24,6 +24,9 @@ fn documents_every_column_with_its_type() {
     let text = readme();
     for (name, ty, _) in COLUMNS_DOC {
         let row = format!("| `{name}` | {ty} |");
-        assert!(text.contains(&row), "README lacks the row for {name}: {row}");
+        assert!(
+            text.contains(&row),
+            "README lacks the row for {name}: {row}"
+        );
     }
 }

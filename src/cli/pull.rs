@@ -72,14 +72,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let stop = super::stop_flag();
     let mut dead_lettered = 0;
+    let mut failed: Vec<String> = Vec::new();
     loop {
         let round = Instant::now();
+        failed.clear();
         for corp in &corps {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let stats = pull_corp(&config, corp, &out, &mut store, &args, &stop)?;
-            dead_lettered += stats.dead_lettered;
+            // One corp's failure (a bad secret, a network outage) does not hold up the others;
+            // its committed work is kept and the next round resumes it.
+            match pull_corp(&config, corp, &out, &mut store, &args, &stop) {
+                Ok(stats) => dead_lettered += stats.dead_lettered,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    failed.push(corp.corp_id.clone());
+                }
+            }
         }
         if !args.follow || stop.load(Ordering::Relaxed) {
             break;
@@ -93,6 +102,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "pull failed for {} of {} corps: {}",
+            failed.len(),
+            corps.len(),
+            failed.join(", ")
+        );
     }
     if args.strict && dead_lettered > 0 {
         eprintln!("error: {dead_lettered} record(s) dead-lettered (--strict)");
