@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use wecom_archive::config::{Config, CorpSection, SourceKind};
+use wecom_archive::config::{Config, CorpSection};
 use wecom_archive::pipeline::progress::{summary, Progress};
 use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::state::StateStore;
@@ -42,6 +42,13 @@ pub struct Args {
     /// Exit with status 3 if any record was dead-lettered.
     #[arg(long)]
     strict: bool,
+
+    /// Also download the media of the pulled messages after each corp's pull (as `media`).
+    #[arg(long)]
+    media: bool,
+
+    #[command(flatten)]
+    media_options: super::media::MediaArgs,
 }
 
 /// Runs the subcommand.
@@ -61,15 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let out = config.out_dir();
     let mut store = StateStore::open(&config.state_path())?;
-    if corps.iter().any(|c| c.source == SourceKind::Sdk) {
-        let library = config.sdk_library()?;
-        if !library.exists() {
-            bail!(
-                "the WeCom SDK {} does not exist: set [sdk] library or WECOM_SDK to libWeWorkFinanceSdk_C.so",
-                library.display()
-            );
-        }
-    }
+    super::media::check_library(&config, &corps)?;
     let stop = super::stop_flag();
     let mut dead_lettered = 0;
     loop {
@@ -80,6 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let stats = pull_corp(&config, corp, &out, &mut store, &args, &stop)?;
             dead_lettered += stats.dead_lettered;
+            if args.media && !stop.load(Ordering::Relaxed) {
+                super::media::download_corp(&config, corp, &args.media_options, &stop)?;
+            }
         }
         if !args.follow || stop.load(Ordering::Relaxed) {
             break;
