@@ -27,12 +27,15 @@ enum Fault {
     Crash,
 }
 
+/// A fault for (sdkfileid, chunk offset), to inject this many more times.
+type Injected = (String, u64, Fault, u32);
+
 /// A fake `GetMediaData`: serves `files` in `CHUNK`-byte pieces with `Range` tokens, and injects
 /// `faults` keyed by (sdkfileid, chunk offset), each a number of times.
 #[derive(Clone, Default)]
 struct Fake {
     files: HashMap<String, Vec<u8>>,
-    faults: Arc<Mutex<Vec<(String, u64, Fault, u32)>>>,
+    faults: Arc<Mutex<Vec<Injected>>>,
     /// Every request: (sdkfileid, offset asked for).
     log: Arc<Mutex<Vec<(String, u64)>>>,
 }
