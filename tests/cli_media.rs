@@ -213,9 +213,15 @@ fn pull_with_media_downloads_every_reference_verified_and_joined() {
     // Media files are not message rows: inspect still counts 1200.
     let inv = wecom_archive::sink::inventory::scan(&dir.path().join("archive")).unwrap();
     assert_eq!(inv.rows(), 1200);
-    // Nothing left to do on a second run.
+    // Nothing left to do on a second run, and the scanned files are not read again.
     let text = run(&cfg, &["media"]);
-    assert!(text.contains(" 0 files tried"), "{text}");
+    assert!(text.contains("media: 0 new media references, 0 files tried"), "{text}");
+    // More messages land: only their media is new.
+    write_config(dir.path(), 1500);
+    let text = run(&cfg, &["pull", "--once", "--media"]);
+    assert!(text.contains("300 records in"), "{text}");
+    assert!(!text.contains("media: 0 new media references"), "{text}");
+    assert_all_media_verified(&corp_dir);
 }
 
 #[test]

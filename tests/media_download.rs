@@ -457,3 +457,31 @@ fn many_faults_across_many_files_end_verified_or_failed() {
     let (out, _) = download(&env, "f9");
     assert_done(&env, &out, "f9", Md5Check::Ok);
 }
+
+/// A source that cannot serve at all.
+struct Broken;
+
+impl MediaSource for Broken {
+    fn describe(&self) -> String {
+        "broken".into()
+    }
+    fn chunk(&mut self, _: &str, _: &str) -> Result<MediaChunk, ChunkError> {
+        Err(ChunkError::Fatal("library missing".into()))
+    }
+}
+
+#[test]
+fn an_unusable_source_stops_the_run_naming_corp_and_file() {
+    let env = env(&[file("f", content(13, 10))]);
+    let store = StateStore::open(&env.state).unwrap();
+    let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options());
+    let err = dl.download(&mut Broken, "f").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(CORP) && text.contains("f:") && text.contains("library missing"),
+        "{text}"
+    );
+    // Not counted against the file: it is tried again once the source works.
+    let st = store.media_file(CORP, "f").unwrap().unwrap();
+    assert_eq!((st.status, st.attempts), (MediaStatus::Pending, 0));
+}

@@ -117,6 +117,17 @@ pub enum MediaError {
         /// The file's id.
         sdkfileid: String,
     },
+    /// The media source cannot serve at all (the SDK library is missing, a bad configuration):
+    /// no point trying the other files.
+    #[error("corp {corp_id}: media {sdkfileid}: {source}")]
+    Source {
+        /// The corp.
+        corp_id: String,
+        /// The file being fetched.
+        sdkfileid: String,
+        /// The source's error.
+        source: ChunkError,
+    },
     /// Reading the corp's Parquet files for media references failed.
     #[error("corp {corp_id}: reading messages for media: {detail}")]
     Scan {
@@ -220,6 +231,13 @@ impl<'a> Downloader<'a> {
             }
             let tmp = match self.fetch(source, &state)? {
                 Ok(tmp) => tmp,
+                Err(e @ ChunkError::Fatal(_)) => {
+                    return Err(MediaError::Source {
+                        corp_id: self.corp_id.clone(),
+                        sdkfileid: sdkfileid.to_owned(),
+                        source: e,
+                    })
+                }
                 Err(e) => {
                     let permanent = e.is_permanent();
                     let error = e.to_string();

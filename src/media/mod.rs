@@ -60,8 +60,8 @@ impl Default for MediaOptions {
 /// What a media run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaStats {
-    /// Media references found in the messages.
-    pub references: u64,
+    /// Media references found in messages not scanned before.
+    pub new_references: u64,
     /// Files attempted in this run.
     pub attempted: u64,
     /// Files complete (in this run) with a matching md5.
@@ -86,9 +86,9 @@ impl MediaStats {
     /// The one-line summary.
     pub fn summary(&self) -> String {
         format!(
-            "{} media references, {} files tried: {} verified, {} without md5, {} md5 mismatch, \
+            "{} new media references, {} files tried: {} verified, {} without md5, {} md5 mismatch, \
              {} failed, {} failed permanently, {} skipped; {:.1} MiB in {:.2} s",
-            self.references,
+            self.new_references,
             self.attempted,
             self.verified,
             self.unverified,
@@ -100,6 +100,43 @@ impl MediaStats {
             self.elapsed.as_secs_f64()
         )
     }
+}
+
+/// Registers the media references of the committed Parquet files under `corp_dir` that were
+/// not scanned before (committed files never change, so each is read once); returns how many
+/// references the new files held.
+pub fn register_references(
+    store: &mut StateStore,
+    corp_id: &str,
+    corp_dir: &Path,
+) -> Result<u64, MediaError> {
+    let mut files = Vec::new();
+    collect_parquet(corp_dir, &mut files).map_err(|e| MediaError::Scan {
+        corp_id: corp_id.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let seen = store.media_scanned_files(corp_id)?;
+    let mut found = 0;
+    for f in files {
+        let rel = f
+            .strip_prefix(corp_dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
+        if seen.contains(&rel) {
+            continue;
+        }
+        let mut refs = Vec::new();
+        read_refs(&f, &mut refs).map_err(|detail| MediaError::Scan {
+            corp_id: corp_id.to_owned(),
+            detail: format!("{}: {detail}", f.display()),
+        })?;
+        // References first, then the file as scanned: a crash in between rescans (harmless).
+        store.add_media_refs(corp_id, &refs)?;
+        store.mark_media_scanned(corp_id, &rel)?;
+        found += refs.len() as u64;
+    }
+    Ok(found)
 }
 
 /// Every media reference in the committed Parquet rows under `corp_dir`.
@@ -211,10 +248,8 @@ pub fn run_corp(
 ) -> Result<MediaStats, MediaError> {
     let started = Instant::now();
     let mut store = StateStore::open(state_path)?;
-    let refs = scan_references(corp_id, corp_dir)?;
-    store.add_media_refs(corp_id, &refs)?;
     let mut stats = MediaStats {
-        references: refs.len() as u64,
+        new_references: register_references(&mut store, corp_id, corp_dir)?,
         ..MediaStats::default()
     };
     let mut todo = Vec::new();
@@ -303,11 +338,12 @@ fn worker(
             Some(s) => s,
             None => match make_source() {
                 Ok(s) => source.insert(s),
-                Err(e) => {
-                    // Without a source this worker can do nothing; record why on its file.
-                    store.media_failed(corp_id, &id, false, &e.to_string())?;
-                    stats.lock().expect("stats lock").failed += 1;
-                    return Ok(());
+                Err(source) => {
+                    return Err(MediaError::Source {
+                        corp_id: corp_id.to_owned(),
+                        sdkfileid: id,
+                        source,
+                    })
                 }
             },
         };

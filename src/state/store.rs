@@ -142,6 +142,11 @@ CREATE TABLE IF NOT EXISTS media_ref (
     sdkfileid  TEXT NOT NULL,
     PRIMARY KEY (corp_id, msgid, item_index, sdkfileid)
 );
+CREATE TABLE IF NOT EXISTS media_scanned (
+    corp_id TEXT NOT NULL,
+    file    TEXT NOT NULL,
+    PRIMARY KEY (corp_id, file)
+);
 CREATE TABLE IF NOT EXISTS kv (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -606,6 +611,33 @@ impl StateStore {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// The Parquet files of `corp_id` already scanned for media references (paths relative to
+    /// the corp's directory).
+    pub fn media_scanned_files(
+        &self,
+        corp_id: &str,
+    ) -> Result<std::collections::HashSet<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT file FROM media_scanned WHERE corp_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([corp_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records that `file` was scanned for media references.
+    pub fn mark_media_scanned(&self, corp_id: &str, file: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO media_scanned (corp_id, file) VALUES (?1, ?2)",
+                [corp_id, file],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
     }
 
     /// The state of one media file.
