@@ -196,7 +196,7 @@ fn assert_all_media_verified(corp_dir: &Path) {
     assert!(kinds.len() >= 5, "{kinds:?}");
     assert_final_files_complete(corp_dir);
     let partial: Vec<_> = std::fs::read_dir(corp_dir.join("media/.partial"))
-        .map(|d| d.flatten().collect())
+        .map(|d| d.flatten().filter(|e| e.file_name() != ".lock").collect())
         .unwrap_or_default();
     assert!(partial.is_empty(), "{partial:?}");
 }
@@ -215,7 +215,10 @@ fn pull_with_media_downloads_every_reference_verified_and_joined() {
     assert_eq!(inv.rows(), 1200);
     // Nothing left to do on a second run, and the scanned files are not read again.
     let text = run(&cfg, &["media"]);
-    assert!(text.contains("media: 0 new media references, 0 files tried"), "{text}");
+    assert!(
+        text.contains("media: 0 new media references, 0 files tried"),
+        "{text}"
+    );
     // More messages land: only their media is new.
     write_config(dir.path(), 1500);
     let text = run(&cfg, &["pull", "--once", "--media"]);

@@ -485,3 +485,100 @@ fn an_unusable_source_stops_the_run_naming_corp_and_file() {
     let st = store.media_file(CORP, "f").unwrap().unwrap();
     assert_eq!((st.status, st.attempts), (MediaStatus::Pending, 0));
 }
+
+/// Serves answers from a script, whatever is asked.
+struct Scripted(Vec<MediaChunk>);
+
+impl MediaSource for Scripted {
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+    fn chunk(&mut self, _: &str, _: &str) -> Result<MediaChunk, ChunkError> {
+        Ok(self.0.remove(0))
+    }
+}
+
+fn chunk(data: &[u8], next: &str, is_finish: bool) -> MediaChunk {
+    MediaChunk {
+        data: data.to_vec(),
+        next_index: next.into(),
+        is_finish,
+    }
+}
+
+#[test]
+fn answers_that_would_loop_or_corrupt_fail_the_file_without_publishing() {
+    let cases = [
+        // Unfinished, but no token to continue with.
+        vec![chunk(b"abc", "", false)],
+        // The next range does not start where the bytes end.
+        vec![chunk(b"abc", "Range:bytes=5-9", false)],
+        // No data and the same token again.
+        vec![
+            chunk(b"abc", "Range:bytes=3-5", false),
+            chunk(b"", "Range:bytes=3-5", false),
+        ],
+    ];
+    for (i, script) in cases.into_iter().enumerate() {
+        let env = env(&[file("f", content(14, 6))]);
+        let store = StateStore::open(&env.state).unwrap();
+        let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options());
+        let out = dl.download(&mut Scripted(script), "f").unwrap();
+        assert!(
+            matches!(
+                &out,
+                Outcome::Failed {
+                    permanent: false,
+                    ..
+                }
+            ),
+            "case {i}: {out:?}"
+        );
+        assert_final_files_complete(&env);
+        assert!(!env
+            .corp_dir
+            .join("media")
+            .read_dir()
+            .unwrap()
+            .any(|e| { e.unwrap().file_name() != ".partial" }));
+    }
+}
+
+#[test]
+fn a_stop_request_ends_between_chunks_and_the_next_run_resumes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = env(&[file("f", content(15, 5 * CHUNK))]);
+    let stop = AtomicBool::new(false);
+    let store = StateStore::open(&env.state).unwrap();
+    let mut seen = 0;
+    let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options())
+        .with_stop(&stop)
+        .on_bytes(|_| {
+            seen += 1;
+            if seen == 2 {
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    let mut fake = env.fake.clone();
+    assert_eq!(dl.download(&mut fake, "f").unwrap(), Outcome::Interrupted);
+    drop(dl);
+    let st = store.media_file(CORP, "f").unwrap().unwrap();
+    assert_eq!(
+        (st.status, st.bytes_done, st.attempts),
+        (MediaStatus::Downloading, 2000, 0)
+    );
+    let (out, _) = download(&env, "f");
+    assert_done(&env, &out, "f", Md5Check::Ok);
+    assert_eq!(env.fake.requests("f"), [0, 1000, 2000, 3000, 4000]);
+}
+
+#[test]
+fn one_media_run_per_corp_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let corp_dir = dir.path().join("corp_id=ww1");
+    let held = wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap();
+    let err = wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap_err();
+    assert!(err.to_string().contains("another media download"), "{err}");
+    drop(held);
+    wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap();
+}

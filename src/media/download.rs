@@ -16,7 +16,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::source::{range_start, ChunkError, MediaSource};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::source::{range_start, ChunkError, MediaChunk, MediaSource};
 use super::store;
 use crate::state::{MediaFileState, MediaStatus, StateError, StateStore};
 
@@ -82,6 +84,9 @@ pub enum Outcome {
         /// The md5 check.
         md5: Md5Check,
     },
+    /// Stopped between two chunks (Ctrl-C / SIGTERM); progress is kept and not counted as a
+    /// failure.
+    Interrupted,
     /// Not downloaded. Progress is kept; `permanent` failures are never retried.
     Failed {
         /// 10005: WeCom does not know the file.
@@ -128,6 +133,14 @@ pub enum MediaError {
         /// The source's error.
         source: ChunkError,
     },
+    /// Another media run holds this corp (two runs would write the same partial files).
+    #[error("corp {corp_id}: another media download is running for this corp ({lock})")]
+    Busy {
+        /// The corp.
+        corp_id: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// Reading the corp's Parquet files for media references failed.
     #[error("corp {corp_id}: reading messages for media: {detail}")]
     Scan {
@@ -146,6 +159,7 @@ pub struct Downloader<'a> {
     options: DownloadOptions,
     sleep: Box<dyn FnMut(Duration) + Send + 'a>,
     on_bytes: Box<dyn FnMut(u64) + Send + 'a>,
+    stop: Option<&'a AtomicBool>,
     /// Chunk retries made so far (metrics, tests).
     pub retries: u64,
 }
@@ -165,6 +179,7 @@ impl<'a> Downloader<'a> {
             options,
             sleep: Box::new(std::thread::sleep),
             on_bytes: Box::new(|_| {}),
+            stop: None,
             retries: 0,
         }
     }
@@ -172,6 +187,12 @@ impl<'a> Downloader<'a> {
     /// Replaces the backoff sleep (tests).
     pub fn with_sleep(mut self, sleep: impl FnMut(Duration) + Send + 'a) -> Self {
         self.sleep = Box::new(sleep);
+        self
+    }
+
+    /// Stops between two chunks once `stop` is set.
+    pub fn with_stop(mut self, stop: &'a AtomicBool) -> Self {
+        self.stop = Some(stop);
         self
     }
 
@@ -230,15 +251,16 @@ impl<'a> Downloader<'a> {
                 _ => {}
             }
             let tmp = match self.fetch(source, &state)? {
-                Ok(tmp) => tmp,
-                Err(e @ ChunkError::Fatal(_)) => {
+                Fetched::Complete(tmp) => tmp,
+                Fetched::Interrupted => return Ok(Outcome::Interrupted),
+                Fetched::Failed(e @ ChunkError::Fatal(_)) => {
                     return Err(MediaError::Source {
                         corp_id: self.corp_id.clone(),
                         sdkfileid: sdkfileid.to_owned(),
                         source: e,
                     })
                 }
-                Err(e) => {
+                Fetched::Failed(e) => {
                     let permanent = e.is_permanent();
                     let error = e.to_string();
                     tracing::warn!(corp = %self.corp_id, sdkfileid, %error, "media download failed");
@@ -287,13 +309,12 @@ impl<'a> Downloader<'a> {
         }
     }
 
-    /// The chunk loop. `Ok(Ok(tmp))`: the temporary holds the complete file, fsynced.
-    /// `Ok(Err(e))`: the source failed (after its retries); progress so far is kept.
+    /// The chunk loop; progress so far is kept whatever the outcome.
     fn fetch(
         &mut self,
         source: &mut dyn MediaSource,
         state: &MediaFileState,
-    ) -> Result<Result<PathBuf, ChunkError>, MediaError> {
+    ) -> Result<Fetched, MediaError> {
         let id = state.sdkfileid.as_str();
         let tmp = store::partial_path(&self.corp_dir, id);
         let dir = tmp.parent().expect("partial paths have a directory");
@@ -320,17 +341,16 @@ impl<'a> Downloader<'a> {
             .map_err(self.io(id, &tmp))?;
         let mut chunks = 0u64;
         loop {
+            if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Ok(Fetched::Interrupted);
+            }
             let chunk = match self.chunk_with_retries(source, id, &index) {
                 Ok(c) => c,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(Fetched::Failed(e)),
             };
             chunks += 1;
-            if chunks > self.options.max_chunks
-                || (!chunk.is_finish && chunk.data.is_empty() && chunk.next_index == index)
-            {
-                return Ok(Err(ChunkError::Transient(format!(
-                    "no progress at byte {done} after {chunks} chunks"
-                ))));
+            if let Some(e) = check_chunk(&chunk, &index, done, chunks, self.options.max_chunks) {
+                return Ok(Fetched::Failed(e));
             }
             file.write_all(&chunk.data).map_err(self.io(id, &tmp))?;
             file.sync_data().map_err(self.io(id, &tmp))?;
@@ -341,7 +361,7 @@ impl<'a> Downloader<'a> {
             (self.on_bytes)(chunk.data.len() as u64);
             if chunk.is_finish {
                 file.sync_all().map_err(self.io(id, &tmp))?;
-                return Ok(Ok(tmp));
+                return Ok(Fetched::Complete(tmp));
             }
         }
     }
@@ -351,7 +371,7 @@ impl<'a> Downloader<'a> {
         source: &mut dyn MediaSource,
         sdkfileid: &str,
         index: &str,
-    ) -> Result<super::source::MediaChunk, ChunkError> {
+    ) -> Result<MediaChunk, ChunkError> {
         let mut attempt = 0;
         loop {
             match source.chunk(sdkfileid, index) {
@@ -377,6 +397,50 @@ impl<'a> Downloader<'a> {
             &mut rand::thread_rng(),
             capped / 2..=capped,
         ))
+    }
+}
+
+/// How the chunk loop ended.
+enum Fetched {
+    /// The temporary holds the complete file, fsynced.
+    Complete(PathBuf),
+    /// The source failed (after its retries).
+    Failed(ChunkError),
+    /// The stop flag was set.
+    Interrupted,
+}
+
+/// Rejects an answer that cannot be appended as is: one that would loop (no data, no next
+/// token, or too many chunks), or whose `Range` token does not continue where its bytes end (a
+/// confused server or proxy; appending would corrupt the file, and meeting recordings have no
+/// md5 to catch it).
+fn check_chunk(
+    chunk: &MediaChunk,
+    index: &str,
+    done: u64,
+    chunks: u64,
+    max_chunks: u64,
+) -> Option<ChunkError> {
+    let end = done + chunk.data.len() as u64;
+    if chunks > max_chunks {
+        return Some(ChunkError::Transient(format!(
+            "more than {max_chunks} chunks; giving up at byte {done}"
+        )));
+    }
+    if chunk.is_finish {
+        return None;
+    }
+    if chunk.next_index.is_empty() || (chunk.data.is_empty() && chunk.next_index == index) {
+        return Some(ChunkError::Transient(format!(
+            "no progress at byte {done}: unfinished chunk without a new outindexbuf"
+        )));
+    }
+    match range_start(&chunk.next_index) {
+        Some(next) if next != end => Some(ChunkError::Transient(format!(
+            "outindexbuf {:?} does not continue at byte {end}",
+            chunk.next_index
+        ))),
+        _ => None,
     }
 }
 

@@ -230,6 +230,41 @@ fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
     Ok(())
 }
 
+/// An exclusive lock on the corp's media directory for the length of a run: two runs (a
+/// `pull --follow --media` and a manual `media`) would otherwise append to the same partial
+/// files. The kernel drops it when the process dies, so a killed run never leaves it stale.
+pub fn lock_corp(corp_id: &str, corp_dir: &Path) -> Result<std::fs::File, MediaError> {
+    use std::os::fd::AsRawFd;
+    let dir = store::partial_dir(corp_dir);
+    let path = dir.join(".lock");
+    let io = |source| MediaError::Io {
+        corp_id: corp_id.to_owned(),
+        sdkfileid: String::new(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own, kept open as long as the returned File.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            MediaError::Busy {
+                corp_id: corp_id.to_owned(),
+                lock: path.clone(),
+            }
+        } else {
+            io(e)
+        });
+    }
+    Ok(file)
+}
+
 /// Downloads the media of one corp: registers the references found in its Parquet rows, fetches
 /// every file not yet complete (resuming partial ones; files that failed permanently are not
 /// tried again), and rewrites the media table.
@@ -247,6 +282,7 @@ pub fn run_corp(
     stop: &AtomicBool,
 ) -> Result<MediaStats, MediaError> {
     let started = Instant::now();
+    let _lock = lock_corp(corp_id, corp_dir)?;
     let mut store = StateStore::open(state_path)?;
     let mut stats = MediaStats {
         new_references: register_references(&mut store, corp_id, corp_dir)?,
@@ -322,8 +358,9 @@ fn worker(
     // Each worker has its own connection (SQLite in WAL mode serialises the writes).
     let store = StateStore::open(state_path)?;
     let mut source: Option<Box<dyn MediaSource>> = None;
-    let mut dl =
-        Downloader::new(corp_id, corp_dir, &store, options.download.clone()).on_bytes(|n| {
+    let mut dl = Downloader::new(corp_id, corp_dir, &store, options.download.clone())
+        .with_stop(stop)
+        .on_bytes(|n| {
             on_bytes(n);
             stats.lock().expect("stats lock").bytes += n;
         });
@@ -360,6 +397,7 @@ fn worker(
                 permanent: true, ..
             } => s.permanent += 1,
             Outcome::Failed { .. } => s.failed += 1,
+            Outcome::Interrupted => s.attempted -= 1,
         }
     }
 }
