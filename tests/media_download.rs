@@ -582,3 +582,26 @@ fn one_media_run_per_corp_at_a_time() {
     drop(held);
     wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap();
 }
+
+#[test]
+fn a_crash_after_the_last_chunk_publishes_without_fetching_again() {
+    let data = content(16, 2 * CHUNK + 5);
+    let env = env(&[file("f", data.clone())]);
+    // As a crash leaves it: every chunk durable and recorded, plus stray bytes, not published.
+    let tmp = wecom_archive::media::store::partial_path(&env.corp_dir, "f");
+    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+    let mut on_disk = data.clone();
+    on_disk.extend_from_slice(b"stray");
+    std::fs::write(&tmp, &on_disk).unwrap();
+    let store = StateStore::open(&env.state).unwrap();
+    store
+        .media_progress(CORP, "f", data.len() as u64, "", &tmp, true)
+        .unwrap();
+    assert_eq!(
+        store.media_file(CORP, "f").unwrap().unwrap().status,
+        MediaStatus::Complete
+    );
+    let (out, _) = download(&env, "f");
+    assert_done(&env, &out, "f", Md5Check::Ok);
+    assert!(env.fake.requests("f").is_empty(), "nothing fetched again");
+}

@@ -328,6 +328,12 @@ impl<'a> Downloader<'a> {
             .map_err(self.io(id, &tmp))?;
         let on_disk = file.metadata().map_err(self.io(id, &tmp))?.len();
         let (mut done, mut index) = (state.bytes_done, state.indexbuf.clone());
+        if state.status == MediaStatus::Complete && on_disk >= done {
+            // Every chunk arrived before a crash: verify and publish what is on disk.
+            file.set_len(done).map_err(self.io(id, &tmp))?;
+            file.sync_all().map_err(self.io(id, &tmp))?;
+            return Ok(Fetched::Complete(tmp));
+        }
         let token_agrees = range_start(&index).map_or(true, |s| s == done);
         if state.status == MediaStatus::Pending || on_disk < done || !token_agrees || done == 0 {
             // Nothing trustworthy to resume from: start over.
@@ -353,14 +359,19 @@ impl<'a> Downloader<'a> {
                 return Ok(Fetched::Failed(e));
             }
             file.write_all(&chunk.data).map_err(self.io(id, &tmp))?;
-            file.sync_data().map_err(self.io(id, &tmp))?;
+            if chunk.is_finish {
+                file.sync_all()
+            } else {
+                file.sync_data()
+            }
+            .map_err(self.io(id, &tmp))?;
             done += chunk.data.len() as u64;
             index = chunk.next_index;
+            // Only now, with the bytes durable, does the database learn of them.
             self.store
-                .media_progress(&self.corp_id, id, done, &index, &tmp)?;
+                .media_progress(&self.corp_id, id, done, &index, &tmp, chunk.is_finish)?;
             (self.on_bytes)(chunk.data.len() as u64);
             if chunk.is_finish {
-                file.sync_all().map_err(self.io(id, &tmp))?;
                 return Ok(Fetched::Complete(tmp));
             }
         }

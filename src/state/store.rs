@@ -426,6 +426,9 @@ pub enum MediaStatus {
     Pending,
     /// Started: `bytes_done` bytes are durable in the temporary file, `indexbuf` asks for the rest.
     Downloading,
+    /// Every chunk is durable in the temporary file; not yet verified and published (a crash
+    /// came in between).
+    Complete,
     /// Complete under its final, content-addressed name.
     Done,
     /// Failed after its retries; tried again at the next run.
@@ -440,6 +443,7 @@ impl MediaStatus {
         match self {
             MediaStatus::Pending => "pending",
             MediaStatus::Downloading => "downloading",
+            MediaStatus::Complete => "complete",
             MediaStatus::Done => "done",
             MediaStatus::Failed => "failed",
             MediaStatus::Permanent => "failed_permanent",
@@ -449,6 +453,7 @@ impl MediaStatus {
     fn parse(s: &str) -> Self {
         match s {
             "downloading" => MediaStatus::Downloading,
+            "complete" => MediaStatus::Complete,
             "done" => MediaStatus::Done,
             "failed" => MediaStatus::Failed,
             "failed_permanent" => MediaStatus::Permanent,
@@ -673,7 +678,7 @@ impl StateStore {
     }
 
     /// Records durable progress of a download: `bytes_done` bytes are fsynced in `tmp_path`, and
-    /// `indexbuf` asks for what follows.
+    /// `indexbuf` asks for what follows; `finished`: that was the last chunk.
     pub fn media_progress(
         &self,
         corp_id: &str,
@@ -681,10 +686,16 @@ impl StateStore {
         bytes_done: u64,
         indexbuf: &str,
         tmp_path: &Path,
+        finished: bool,
     ) -> Result<(), StateError> {
+        let status = if finished {
+            MediaStatus::Complete
+        } else {
+            MediaStatus::Downloading
+        };
         self.conn
             .execute(
-                "UPDATE media_file SET status = 'downloading', bytes_done = ?3, indexbuf = ?4,
+                "UPDATE media_file SET status = ?7, bytes_done = ?3, indexbuf = ?4,
                         tmp_path = ?5, updated_at = ?6
                  WHERE corp_id = ?1 AND sdkfileid = ?2",
                 params![
@@ -693,7 +704,8 @@ impl StateStore {
                     seq_to_sql(bytes_done),
                     indexbuf,
                     tmp_path.to_string_lossy(),
-                    now_unix()
+                    now_unix(),
+                    status.as_str()
                 ],
             )
             .map(drop)
@@ -860,7 +872,7 @@ mod tests {
         s.add_media_refs("ww1", &[r("m1", 1, "f1")]).unwrap();
         assert_eq!(s.media_files("ww1").unwrap().len(), 2);
         assert_eq!(s.media_refs("ww1").unwrap().len(), 3);
-        s.media_progress("ww1", "f1", 5, "Range:bytes=5-9", Path::new("/t"))
+        s.media_progress("ww1", "f1", 5, "Range:bytes=5-9", Path::new("/t"), false)
             .unwrap();
         let f = s.media_file("ww1", "f1").unwrap().unwrap();
         assert_eq!(
