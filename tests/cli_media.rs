@@ -298,3 +298,24 @@ fn a_killed_media_run_resumes_and_ends_verified() {
     run(&cfg, &["media"]);
     assert_all_media_verified(&corp_dir);
 }
+
+#[test]
+fn the_config_media_section_downloads_on_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 400);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[media]\non_pull = true\ntypes = [\"image\"]\nconcurrency = 1\n"),
+    )
+    .unwrap();
+    let out = run(&cfg, &["pull", "--once"]);
+    assert!(out.contains("media: "), "{out}");
+    let rows = media_table(&dir.path().join(format!("archive/corp_id={CORP}")));
+    assert!(rows.iter().any(|r| r.kind == "image" && r.status == "done"));
+    assert!(
+        rows.iter()
+            .all(|r| (r.kind == "image") == (r.status == "done")),
+        "{rows:?}"
+    );
+}

@@ -6,11 +6,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wecom_archive::config::{Config, CorpSection, SourceKind};
+use wecom_archive::config::{Config, CorpSection, MediaSection, SourceKind};
 use wecom_archive::media::{self, ChunkError, MediaOptions, MediaStats};
 
 /// Media kinds `--types` accepts.
@@ -45,37 +46,42 @@ pub struct Args {
 pub struct MediaArgs {
     /// Only these kinds, comma-separated: image, voice, video, emotion, file,
     /// meeting_voice_call, voip_doc_share, other (mixed/chatrecord items count as their kind).
+    /// Default: `[media] types`, else every kind.
     #[arg(long, value_delimiter = ',')]
     types: Option<Vec<String>>,
 
-    /// Skip files whose message announces more than this many bytes.
+    /// Skip files whose message announces more than this many bytes (default: `[media]
+    /// max_size`, else no limit).
     #[arg(long)]
     max_size: Option<u64>,
 
-    /// Parallel downloads (each runs its own SDK worker process).
-    #[arg(long, default_value_t = 2)]
-    concurrency: usize,
+    /// Parallel downloads, each with its own SDK worker process (default: `[media]
+    /// concurrency`, else 2).
+    #[arg(long)]
+    concurrency: Option<usize>,
 }
 
 impl MediaArgs {
-    fn options(&self) -> anyhow::Result<MediaOptions> {
-        let types = match &self.types {
+    /// The options: these arguments over the config's `[media]` section.
+    fn options(&self, section: &MediaSection) -> anyhow::Result<MediaOptions> {
+        let types = match self.types.as_ref().or(section.types.as_ref()) {
             None => None,
             Some(t) => {
                 let set: BTreeSet<String> = t.iter().map(|s| s.trim().to_owned()).collect();
                 if let Some(bad) = set.iter().find(|k| !KINDS.contains(&k.as_str())) {
                     bail!(
-                        "--types: unknown media kind {bad:?}; known: {}",
+                        "media types: unknown media kind {bad:?}; known: {}",
                         KINDS.join(", ")
                     );
                 }
                 Some(set)
             }
         };
+        let concurrency = self.concurrency.or(section.concurrency).unwrap_or(2);
         Ok(MediaOptions {
             types,
-            max_size: self.max_size,
-            concurrency: self.concurrency.clamp(1, 64),
+            max_size: self.max_size.or(section.max_size),
+            concurrency: concurrency.clamp(1, 64),
             ..MediaOptions::default()
         })
     }
@@ -130,16 +136,32 @@ pub fn download_corp(
     args: &MediaArgs,
     stop: &AtomicBool,
 ) -> anyhow::Result<MediaStats> {
-    let options = args.options()?;
+    let options = args.options(&config.media)?;
     let corp_dir = media::store::corp_dir(&config.out_dir(), &corp.corp_id);
     let bar = bytes_bar(&corp.corp_id);
     let make_source = || {
         wecom_archive::source::media_for_corp(config, corp)
             .map_err(|e| ChunkError::Fatal(e.to_string()))
     };
-    let on_bytes = |n: u64| {
-        if let Some(b) = &bar {
-            b.inc(n);
+    // Without a terminal, a log line every few seconds instead of the bar.
+    let started = Instant::now();
+    let logged = Mutex::new((Instant::now(), 0u64));
+    let on_bytes = |n: u64| match &bar {
+        Some(b) => b.inc(n),
+        None => {
+            let mut l = logged.lock().expect("progress lock");
+            l.1 += n;
+            if l.0.elapsed() >= Duration::from_secs(5) {
+                l.0 = Instant::now();
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                tracing::info!(
+                    target: "progress",
+                    corp = %corp.corp_id,
+                    mib = format!("{:.1}", l.1 as f64 / 1048576.0),
+                    mib_per_sec = format!("{:.1}", l.1 as f64 / 1048576.0 / secs),
+                    "media progress"
+                );
+            }
         }
     };
     let result = media::run_corp(

@@ -43,7 +43,8 @@ pub struct Args {
     #[arg(long)]
     strict: bool,
 
-    /// Also download the media of the pulled messages after each corp's pull (as `media`).
+    /// Also download the media of the pulled messages after each corp's pull (as `media`;
+    /// `[media] on_pull = true` in the config does the same).
     #[arg(long)]
     media: bool,
 
@@ -79,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let stats = pull_corp(&config, corp, &out, &mut store, &args, &stop)?;
             dead_lettered += stats.dead_lettered;
-            if args.media && !stop.load(Ordering::Relaxed) {
+            if (args.media || config.media.on_pull) && !stop.load(Ordering::Relaxed) {
                 super::media::download_corp(&config, corp, &args.media_options, &stop)?;
             }
         }
