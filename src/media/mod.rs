@@ -31,7 +31,7 @@ use parquet::arrow::ProjectionMask;
 pub use download::{DownloadOptions, Downloader, Md5Check, MediaError, Outcome};
 pub use source::{ChunkError, MediaChunk, MediaSource, SimMediaSource};
 
-use crate::state::{MediaStatus, NewMediaRef, StateStore};
+use crate::state::{NewMediaRef, StateStore};
 
 /// What to download.
 #[derive(Debug, Clone)]
@@ -289,10 +289,7 @@ pub fn run_corp(
         ..MediaStats::default()
     };
     let mut todo = Vec::new();
-    for f in store.media_files(corp_id)? {
-        if matches!(f.status, MediaStatus::Done | MediaStatus::Permanent) {
-            continue;
-        }
+    for f in store.media_todo(corp_id)? {
         let wanted = options.types.as_ref().map_or(true, |t| t.contains(&f.kind))
             && options
                 .max_size

@@ -677,6 +677,23 @@ impl StateStore {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// The media files of `corp_id` still to download (neither done nor failed for good), by
+    /// sdkfileid.
+    pub fn media_todo(&self, corp_id: &str) -> Result<Vec<MediaFileState>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {MEDIA_COLUMNS} FROM media_file
+                 WHERE corp_id = ?1 AND status NOT IN ('done', 'failed_permanent')
+                 ORDER BY sdkfileid"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([corp_id], |r| media_row(r, 0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Records durable progress of a download: `bytes_done` bytes are fsynced in `tmp_path`, and
     /// `indexbuf` asks for what follows; `finished`: that was the last chunk.
     pub fn media_progress(
@@ -879,6 +896,7 @@ mod tests {
             (f.status, f.bytes_done, f.indexbuf.as_str()),
             (MediaStatus::Downloading, 5, "Range:bytes=5-9")
         );
+        assert_eq!(s.media_todo("ww1").unwrap().len(), 2);
         s.media_failed("ww1", "f1", false, "net").unwrap();
         let f = s.media_file("ww1", "f1").unwrap().unwrap();
         assert_eq!(
@@ -891,6 +909,9 @@ mod tests {
         assert_eq!(refs[1].msgid, "m2");
         assert_eq!(refs[1].file.status, MediaStatus::Done);
         assert_eq!(refs[1].file.path.as_deref(), Some("media/ab/abcd.jpg"));
+        assert_eq!(s.media_todo("ww1").unwrap()[0].sdkfileid, "f2");
+        s.media_failed("ww1", "f2", true, "10005").unwrap();
+        assert!(s.media_todo("ww1").unwrap().is_empty());
         s.add_media_refs("ww1", &[r("m4", 4, "f1")]).unwrap();
         assert_eq!(
             s.media_file("ww1", "f1").unwrap().unwrap().status,
