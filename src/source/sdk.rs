@@ -859,6 +859,8 @@ impl crate::media::MediaSource for SdkSource {
         use crate::media::ChunkError;
         self.get_media_data_once(sdkfileid, indexbuf)
             .map_err(|e| match e {
+                // Init failing is about the corp's configuration, not this file.
+                SdkError::Code { call: "Init", .. } => ChunkError::Fatal(e.to_string()),
                 SdkError::Code { code, .. } => ChunkError::Sdk { code },
                 SdkError::Worker { .. } => ChunkError::Transient(e.to_string()),
                 SdkError::Api { .. } | SdkError::Library { .. } => ChunkError::Fatal(e.to_string()),
