@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wecom_archive::config::{Config, CorpSection, MediaSection, SourceKind};
 use wecom_archive::media::{self, ChunkError, MediaOptions, MediaStats};
+use wecom_archive::pipeline::progress::set_active_bar;
 
 /// Media kinds `--types` accepts.
 const KINDS: &[&str] = &[
@@ -174,6 +175,7 @@ pub fn download_corp(
         stop,
     );
     if let Some(b) = &bar {
+        set_active_bar(None);
         b.finish_and_clear();
     }
     let stats = result.with_context(|| format!("corp {} media", corp.corp_id))?;
@@ -194,6 +196,7 @@ fn bytes_bar(label: &str) -> Option<ProgressBar> {
         );
         bar.set_prefix(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(250));
+        set_active_bar(Some(&bar));
         bar
     })
 }

@@ -104,11 +104,24 @@ fn init_logging() {
         EnvFilter::try_from_env("WECOM_ARCHIVE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact()
         .init();
+}
+
+/// Log output: stderr, above the progress bar when one is shown.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        wecom_archive::pipeline::progress::write_log(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// A flag set by the first Ctrl-C / SIGTERM (finish the current batch, commit, exit); a second

@@ -72,16 +72,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     super::media::check_library(&config, &corps)?;
     let stop = super::stop_flag();
     let mut dead_lettered = 0;
+    let mut failed: Vec<String> = Vec::new();
     loop {
         let round = Instant::now();
+        failed.clear();
         for corp in &corps {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let stats = pull_corp(&config, corp, &out, &mut store, &args, &stop)?;
-            dead_lettered += stats.dead_lettered;
-            if (args.media || config.media.on_pull) && !stop.load(Ordering::Relaxed) {
-                super::media::download_corp(&config, corp, &args.media_options, &stop)?;
+            // One corp's failure (a bad secret, a network outage) does not hold up the others;
+            // its committed work is kept and the next round resumes it.
+            match pull_corp(&config, corp, &out, &mut store, &args, &stop) {
+                Ok(stats) => {
+                    dead_lettered += stats.dead_lettered;
+                    if (args.media || config.media.on_pull) && !stop.load(Ordering::Relaxed) {
+                        // Media fails like a pull: reported, the other corps go on.
+                        let media =
+                            super::media::download_corp(&config, corp, &args.media_options, &stop);
+                        if let Err(e) = media {
+                            eprintln!("error: {e:#}");
+                            failed.push(corp.corp_id.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    failed.push(corp.corp_id.clone());
+                }
             }
         }
         if !args.follow || stop.load(Ordering::Relaxed) {
@@ -96,6 +113,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "pull failed for {} of {} corps: {}",
+            failed.len(),
+            corps.len(),
+            failed.join(", ")
+        );
     }
     if args.strict && dead_lettered > 0 {
         eprintln!("error: {dead_lettered} record(s) dead-lettered (--strict)");

@@ -1,12 +1,32 @@
 //! Progress of a run: a live bar on a terminal, plain log lines otherwise, and the final
 //! summary. The pipeline only calls [`Progress::update`]; how it is shown is decided here.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::RunStats;
+
+/// The bar on screen, if any: log lines are written above it instead of through it.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Writes a log line to stderr, above the progress bar when one is shown (so the bar is
+/// redrawn below the line instead of being torn).
+pub fn write_log(buf: &[u8]) -> std::io::Result<()> {
+    let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match active {
+        Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+        None => std::io::stderr().write_all(buf),
+    }
+}
+
+/// Makes `bar` the bar that log lines are written above (a bar of another kind of run, such as
+/// the media download's); `None` when it is gone.
+pub fn set_active_bar(bar: Option<&ProgressBar>) {
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = bar.cloned();
+}
 
 /// Shows the progress of one run.
 pub struct Progress {
@@ -36,6 +56,7 @@ impl Progress {
             );
             bar.set_prefix(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(250));
+            *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
             bar
         });
         Progress {
@@ -73,6 +94,7 @@ impl Progress {
     /// Removes the bar (the summary is printed by the caller).
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
+            ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).take();
             bar.finish_and_clear();
         }
     }

@@ -910,6 +910,46 @@ mod tests {
         }
     }
 
+    fn source() -> SdkSource {
+        SdkSource::new(SdkConfig::new(
+            "/nonexistent/libWeWorkFinanceSdk_C.so".into(),
+            "ww1".into(),
+            Secret::new("s3cr3t-value"),
+        ))
+    }
+
+    #[test]
+    fn envelope_errcode_is_an_error_even_with_return_code_0() {
+        let e = source()
+            .parse_page(r#"{"errcode":48002,"errmsg":"api forbidden","chatdata":[]}"#)
+            .unwrap_err();
+        assert!(matches!(e, SdkError::Api { errcode: 48002, .. }));
+        assert!(!e.is_retryable());
+        assert!(
+            e.to_string().contains("ww1") && e.to_string().contains("Secret"),
+            "{e}"
+        );
+        let e = source()
+            .parse_page(r#"{"errcode":301042,"errmsg":"ip not allow","chatdata":[]}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("trusted IPs"), "{e}");
+    }
+
+    #[test]
+    fn a_page_keeps_bad_entries_for_the_dead_letters() {
+        let page = source()
+            .parse_page(
+                r#"{"errcode":0,"errmsg":"ok","chatdata":[
+                {"seq":5,"msgid":"a","publickey_ver":1,"encrypt_random_key":"k","encrypt_chat_msg":"m"},
+                {"seq":6,"msgid":"b"}]}"#,
+            )
+            .unwrap();
+        assert_eq!(page.items.len(), 2);
+        assert!(page.items[0].is_ok());
+        assert_eq!(page.items[1].as_ref().unwrap_err().error.seq, Some(6));
+        assert_eq!(page.next_cursor(0), 6);
+    }
+
     #[test]
     fn errors_say_what_to_fix_and_hide_secrets() {
         let e = SdkError::Code {
