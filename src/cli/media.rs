@@ -137,7 +137,11 @@ pub fn download_corp(
     args: &MediaArgs,
     stop: &AtomicBool,
 ) -> anyhow::Result<MediaStats> {
-    let options = args.options(&config.media)?;
+    let mut options = args.options(&config.media)?;
+    if let Some(n) = config.sdk.max_attempts {
+        // The same budget per chunk as per GetChatData page.
+        options.download.max_attempts = n.max(1);
+    }
     let corp_dir = media::store::corp_dir(&config.out_dir(), &corp.corp_id);
     let bar = bytes_bar(&corp.corp_id);
     let make_source = || {

@@ -47,6 +47,7 @@ fn code_text(code: i32) -> &'static str {
         10002 => " (response parse error)",
         10003 => " (system error)",
         10005 => " (bad sdkfileid: WeCom does not know this file, or it expired)",
+        10010 => " (data expired: past WeCom's retention window)",
         _ => "",
     }
 }
@@ -61,9 +62,15 @@ impl ChunkError {
         }
     }
 
-    /// Never worth retrying for this file, in this run or later: `10005` (bad sdkfileid).
+    /// Never worth retrying for this file, in this run or later: `10005` (bad sdkfileid) and
+    /// `10010` (past WeCom's retention window: it will not come back).
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ChunkError::Sdk { code: 10005 })
+        matches!(
+            self,
+            ChunkError::Sdk {
+                code: 10005 | 10010
+            }
+        )
     }
 }
 
@@ -231,6 +238,20 @@ impl MediaSource for SimMediaSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_classes() {
+        let e = |code| ChunkError::Sdk { code };
+        for c in [10001, 10002, 10003] {
+            assert!(e(c).is_retryable() && !e(c).is_permanent());
+        }
+        for c in [10005, 10010] {
+            assert!(e(c).is_permanent() && !e(c).is_retryable());
+        }
+        assert!(ChunkError::Transient("worker died".into()).is_retryable());
+        assert!(!ChunkError::Fatal("no library".into()).is_retryable());
+        assert!(e(10005).to_string().contains("bad sdkfileid"));
+    }
 
     #[test]
     fn range_tokens_round_trip() {
