@@ -16,6 +16,12 @@
 //! timeout_secs = 30
 //! max_attempts = 6                   # per page, on SDK errors 10001-10003 or a worker crash
 //!
+//! [media]                            # optional; see docs/media.md
+//! on_pull = true                     # download media after each pull, as `pull --media`
+//! types = ["image", "file"]          # default: every kind
+//! max_size = 20000000                # bytes announced by the message
+//! concurrency = 2
+//!
 //! [[corp]]
 //! corp_id = "ww0123456789abcdef"
 //! secret_env = "WECOM_ARCHIVE_SECRET"   # or secret_file = "/run/secrets/archive"
@@ -83,6 +89,9 @@ pub struct Config {
     /// The official SDK.
     #[serde(default)]
     pub sdk: SdkSection,
+    /// Media download.
+    #[serde(default)]
+    pub media: MediaSection,
     /// The corps to pull.
     #[serde(default, rename = "corp")]
     pub corps: Vec<CorpSection>,
@@ -107,6 +116,22 @@ pub struct SdkSection {
     pub timeout_secs: Option<i32>,
     /// Attempts per page on retryable errors (network, parse, system, worker crash).
     pub max_attempts: Option<u32>,
+}
+
+/// `[media]`: media download defaults (command-line options override them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// Download the new messages' media after each pull (`pull`; `serve` as messages land).
+    #[serde(default)]
+    pub on_pull: bool,
+    /// Only these kinds (`image`, `voice`, `video`, `emotion`, `file`, `meeting_voice_call`,
+    /// `voip_doc_share`, `other`).
+    pub types: Option<Vec<String>>,
+    /// Skip files announced larger than this many bytes.
+    pub max_size: Option<u64>,
+    /// Parallel downloads.
+    pub concurrency: Option<usize>,
 }
 
 /// Where a corp's records come from.

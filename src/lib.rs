@@ -13,7 +13,8 @@
 //!   ([`model::schema`]);
 //! * [`pipeline`] runs the per-record transform in parallel, in seq order, and commits;
 //! * [`sink`] writes Parquet files and dead letters, atomically;
-//! * [`state`] remembers checkpoints in an embedded SQLite database.
+//! * [`state`] remembers checkpoints in an embedded SQLite database;
+//! * [`media`] downloads the files messages point at (`GetMediaData`), resumable and verified.
 //!
 //! [`crypto::callback`] implements WXBizMsgCrypt for the callback side.
 //!
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod media;
 pub mod model;
 pub mod pipeline;
 pub mod sink;

@@ -203,3 +203,117 @@ keys = {{ 1 = "{k1}" }}
     assert_eq!(runs.len(), 1);
     assert!(runs[0].outcome.contains("10001"), "{}", runs[0].outcome);
 }
+
+#[test]
+fn worker_answers_get_media_data_with_sdk_codes() {
+    let mut child = Command::new(BIN)
+        .args(["sdk-worker", "--library"])
+        .arg(library())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut call = |req: &str| -> Response {
+        writeln!(stdin, "{req}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    };
+    assert!(matches!(
+        call(
+            r#"{"op":"get_media_data","sdkfileid":"x","indexbuf":"","proxy":"","passwd":"","timeout":3}"#
+        ),
+        Response::Fatal { .. }
+    ));
+    assert!(matches!(
+        call(r#"{"op":"init","corp_id":"ww0123456789abcdef","secret":"x"}"#),
+        Response::Ok { .. }
+    ));
+    // First chunk and a resumed (SDK v3 Range token) chunk: both reach the network layer and
+    // fail there; the MediaData_t is freed every call, the worker stays up.
+    for indexbuf in ["", "Range:bytes=524288-1048575"] {
+        let req = format!(
+            r#"{{"op":"get_media_data","sdkfileid":"CtYBMzA2OTAyabcdef","indexbuf":"{indexbuf}","proxy":"{CLOSED_PROXY}","passwd":"","timeout":3}}"#
+        );
+        match call(&req) {
+            Response::Code { code } => assert_eq!(code, 10001, "{indexbuf:?}"),
+            other => panic!("{indexbuf:?}: {other:?}"),
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn media_download_through_the_sdk_retries_then_records_a_resumable_failure() {
+    use wecom_archive::media::{DownloadOptions, Downloader, Outcome};
+    use wecom_archive::state::{MediaStatus, NewMediaRef, StateStore};
+    let dir = tempfile::tempdir().unwrap();
+    let corp = "ww0123456789abcdef";
+    let corp_dir = dir.path().join(format!("corp_id={corp}"));
+    let mut store = StateStore::open(&dir.path().join("state.sqlite")).unwrap();
+    store
+        .add_media_refs(
+            corp,
+            &[NewMediaRef {
+                msgid: "m1".into(),
+                seq: 1,
+                item_index: None,
+                sdkfileid: "CtYBMzA2OTAyabcdef".into(),
+                kind: "image".into(),
+                ext: None,
+                md5sum: Some("0123456789abcdef0123456789abcdef".into()),
+                size: Some(1000),
+            }],
+        )
+        .unwrap();
+    let (sleeps, sleep) = recording_sleep();
+    let mut source = SdkSource::new(config(1));
+    let options = DownloadOptions {
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(100),
+        ..DownloadOptions::default()
+    };
+    let mut dl = Downloader::new(corp, &corp_dir, &store, options).with_sleep(sleep);
+    let out = dl.download(&mut source, "CtYBMzA2OTAyabcdef").unwrap();
+    match &out {
+        Outcome::Failed { permanent, error } => {
+            assert!(!permanent);
+            assert!(
+                error.contains("10001") && error.contains("network"),
+                "{error}"
+            );
+            assert!(!error.contains("not-a-real-secret"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sleeps.lock().unwrap().len(), 2);
+    let st = store
+        .media_file(corp, "CtYBMzA2OTAyabcdef")
+        .unwrap()
+        .unwrap();
+    assert_eq!((st.status, st.bytes_done), (MediaStatus::Failed, 0));
+    // Nothing under a final name.
+    let finals = walk_files(&corp_dir)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains(".partial"))
+        .count();
+    assert_eq!(finals, 0);
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk_files(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}

@@ -5,6 +5,7 @@ mod check_agree;
 mod decrypt;
 mod demo;
 mod inspect;
+mod media;
 mod permit_users;
 mod pull;
 mod retry;
@@ -39,6 +40,9 @@ enum Command {
     Pull(pull::Args),
     /// Decrypt a GetChatData dump (JSON or JSON Lines, plain or gzip) into Parquet.
     Decrypt(decrypt::Args),
+    /// Download the media files (images, voice, video, files, …) of pulled messages, resumable
+    /// and md5-verified, and write the media table.
+    Media(media::Args),
     /// Re-run a corp's dead letters (e.g. after adding a missing key); recovered records become rows.
     RetryDeadLetters(retry::Args),
     /// Show what an output directory holds: counts, seq range, gaps, dead letters.
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Pull(args) => pull::run(args),
         Command::Decrypt(args) => decrypt::run(args),
+        Command::Media(args) => media::run(args),
         Command::RetryDeadLetters(args) => retry::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(args) => bench::run(args),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use wecom_archive::config::{Config, CorpSection, SourceKind};
+use wecom_archive::config::{Config, CorpSection};
 use wecom_archive::pipeline::progress::{summary, Progress};
 use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::state::StateStore;
@@ -42,6 +42,14 @@ pub struct Args {
     /// Exit with status 3 if any record was dead-lettered.
     #[arg(long)]
     strict: bool,
+
+    /// Also download the media of the pulled messages after each corp's pull (as `media`;
+    /// `[media] on_pull = true` in the config does the same).
+    #[arg(long)]
+    media: bool,
+
+    #[command(flatten)]
+    media_options: super::media::MediaArgs,
 }
 
 /// Runs the subcommand.
@@ -61,15 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let out = config.out_dir();
     let mut store = StateStore::open(&config.state_path())?;
-    if corps.iter().any(|c| c.source == SourceKind::Sdk) {
-        let library = config.sdk_library()?;
-        if !library.exists() {
-            bail!(
-                "the WeCom SDK {} does not exist: set [sdk] library or WECOM_SDK to libWeWorkFinanceSdk_C.so",
-                library.display()
-            );
-        }
-    }
+    super::media::check_library(&config, &corps)?;
     let stop = super::stop_flag();
     let mut dead_lettered = 0;
     let mut failed: Vec<String> = Vec::new();
@@ -83,7 +83,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // One corp's failure (a bad secret, a network outage) does not hold up the others;
             // its committed work is kept and the next round resumes it.
             match pull_corp(&config, corp, &out, &mut store, &args, &stop) {
-                Ok(stats) => dead_lettered += stats.dead_lettered,
+                Ok(stats) => {
+                    dead_lettered += stats.dead_lettered;
+                    if (args.media || config.media.on_pull) && !stop.load(Ordering::Relaxed) {
+                        // Media fails like a pull: reported, the other corps go on.
+                        let media =
+                            super::media::download_corp(&config, corp, &args.media_options, &stop);
+                        if let Err(e) = media {
+                            eprintln!("error: {e:#}");
+                            failed.push(corp.corp_id.clone());
+                        }
+                    }
+                }
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     failed.push(corp.corp_id.clone());

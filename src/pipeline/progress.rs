@@ -22,6 +22,12 @@ pub fn write_log(buf: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// Makes `bar` the bar that log lines are written above (a bar of another kind of run, such as
+/// the media download's); `None` when it is gone.
+pub fn set_active_bar(bar: Option<&ProgressBar>) {
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = bar.cloned();
+}
+
 /// Shows the progress of one run.
 pub struct Progress {
     bar: Option<ProgressBar>,

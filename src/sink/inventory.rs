@@ -109,7 +109,10 @@ fn walk(dir: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
         if e.file_type().map_err(io)?.is_dir() {
-            walk(&path, inv)?;
+            // Downloaded media and the media table are not message rows.
+            if name != "media" && name != "media_table" {
+                walk(&path, inv)?;
+            }
         } else if name.starts_with('.') && name.ends_with(".tmp") {
             inv.temporaries += 1;
         } else if name.ends_with(".parquet") {

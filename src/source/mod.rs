@@ -159,17 +159,41 @@ pub fn for_corp(
                         source,
                     })?;
             }
-            let library = config.sdk_library()?;
-            let mut sdk = sdk::SdkConfig::new(library, corp.corp_id.clone(), config.secret(corp)?);
-            sdk.proxy = config.sdk.proxy.clone();
-            sdk.proxy_password = config.proxy_password()?;
-            if let Some(t) = config.sdk.timeout_secs {
-                sdk.timeout_secs = t;
-            }
-            if let Some(n) = config.sdk.max_attempts {
-                sdk.max_attempts = n.max(1);
-            }
-            Ok((Box::new(sdk::SdkSource::new(sdk)), keyring))
+            Ok((
+                Box::new(sdk::SdkSource::new(sdk_config(config, corp)?)),
+                keyring,
+            ))
         }
+    }
+}
+
+/// How to reach `corp` through the SDK, from the configuration.
+fn sdk_config(
+    config: &crate::config::Config,
+    corp: &crate::config::CorpSection,
+) -> Result<sdk::SdkConfig, SetupError> {
+    let library = config.sdk_library()?;
+    let mut sdk = sdk::SdkConfig::new(library, corp.corp_id.clone(), config.secret(corp)?);
+    sdk.proxy = config.sdk.proxy.clone();
+    sdk.proxy_password = config.proxy_password()?;
+    if let Some(t) = config.sdk.timeout_secs {
+        sdk.timeout_secs = t;
+    }
+    if let Some(n) = config.sdk.max_attempts {
+        sdk.max_attempts = n.max(1);
+    }
+    Ok(sdk)
+}
+
+/// The media source (`GetMediaData`) of one configured corp: the SDK in its own worker process,
+/// or the simulator's media. Call once per download worker.
+pub fn media_for_corp(
+    config: &crate::config::Config,
+    corp: &crate::config::CorpSection,
+) -> Result<Box<dyn crate::media::MediaSource>, SetupError> {
+    use crate::config::SourceKind;
+    match corp.source {
+        SourceKind::Sim => Ok(Box::new(crate::media::SimMediaSource::default())),
+        SourceKind::Sdk => Ok(Box::new(sdk::SdkSource::new(sdk_config(config, corp)?))),
     }
 }

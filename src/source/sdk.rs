@@ -136,6 +136,16 @@ struct Slice {
     len: c_int,
 }
 
+/// `MediaData_t` of `WeWorkFinanceSdk_C.h`.
+#[repr(C)]
+struct MediaData {
+    outindexbuf: *mut c_char,
+    out_len: c_int,
+    data: *mut c_char,
+    data_len: c_int,
+    is_finish: c_int,
+}
+
 type NewSdkFn = unsafe extern "C" fn() -> *mut c_void;
 type InitFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> c_int;
 type GetChatDataFn = unsafe extern "C" fn(
@@ -148,6 +158,17 @@ type GetChatDataFn = unsafe extern "C" fn(
     *mut Slice,
 ) -> c_int;
 type DestroySdkFn = unsafe extern "C" fn(*mut c_void);
+type GetMediaDataFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    c_int,
+    *mut MediaData,
+) -> c_int;
+type NewMediaDataFn = unsafe extern "C" fn() -> *mut MediaData;
+type FreeMediaDataFn = unsafe extern "C" fn(*mut MediaData);
 type NewSliceFn = unsafe extern "C" fn() -> *mut Slice;
 type FreeSliceFn = unsafe extern "C" fn(*mut Slice);
 
@@ -159,6 +180,9 @@ pub struct SdkLibrary {
     destroy_sdk: DestroySdkFn,
     new_slice: NewSliceFn,
     free_slice: FreeSliceFn,
+    get_media_data: GetMediaDataFn,
+    new_media_data: NewMediaDataFn,
+    free_media_data: FreeMediaDataFn,
     // Last, so the symbols above never outlive the mapping.
     _lib: libloading::Library,
 }
@@ -187,6 +211,9 @@ impl SdkLibrary {
                 destroy_sdk: sym!("DestroySdk"),
                 new_slice: sym!("NewSlice"),
                 free_slice: sym!("FreeSlice"),
+                get_media_data: sym!("GetMediaData"),
+                new_media_data: sym!("NewMediaData"),
+                free_media_data: sym!("FreeMediaData"),
                 _lib: lib,
             })
         }
@@ -274,6 +301,74 @@ impl SdkSession<'_> {
     }
 }
 
+/// One chunk of `GetMediaData`, copied out of the SDK's buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMediaChunk {
+    /// The chunk's bytes.
+    pub data: Vec<u8>,
+    /// `outindexbuf`: the `indexbuf` of the next call.
+    pub outindexbuf: String,
+    /// `is_finish`.
+    pub is_finish: bool,
+}
+
+impl SdkSession<'_> {
+    /// `GetMediaData`: the chunk of `sdkfileid` that `indexbuf` asks for, or the SDK's return
+    /// code.
+    pub fn get_media_data(
+        &self,
+        indexbuf: &str,
+        sdkfileid: &str,
+        proxy: &str,
+        passwd: &str,
+        timeout_secs: i32,
+    ) -> Result<RawMediaChunk, i32> {
+        let indexbuf = CString::new(indexbuf).map_err(|_| 10000)?;
+        let sdkfileid = CString::new(sdkfileid).map_err(|_| 10000)?;
+        let proxy = CString::new(proxy).map_err(|_| 10000)?;
+        let passwd = c_secret(passwd)?;
+        // SAFETY: a fresh MediaData_t per call, freed with the SDK's own FreeMediaData whatever
+        // happens (the SDK allocates its buffers; reuse or a missing free leaks them); both
+        // buffers are copied out by their lengths, never as C strings.
+        unsafe {
+            let md = (self.lib.new_media_data)();
+            if md.is_null() {
+                return Err(10003);
+            }
+            let rc = (self.lib.get_media_data)(
+                self.sdk,
+                indexbuf.as_ptr(),
+                sdkfileid.as_ptr(),
+                proxy.as_ptr(),
+                passwd.as_ptr() as *const c_char,
+                timeout_secs,
+                md,
+            );
+            let copy = |p: *mut c_char, len: c_int| -> Vec<u8> {
+                if p.is_null() || len <= 0 {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(p as *const u8, len as usize).to_vec()
+                }
+            };
+            let out = if rc == 0 {
+                let m = &*md;
+                Ok(RawMediaChunk {
+                    data: copy(m.data, m.data_len),
+                    outindexbuf: String::from_utf8_lossy(&copy(m.outindexbuf, m.out_len))
+                        .trim_end_matches('\0')
+                        .to_owned(),
+                    is_finish: m.is_finish != 0,
+                })
+            } else {
+                Err(rc)
+            };
+            (self.lib.free_media_data)(md);
+            out
+        }
+    }
+}
+
 impl Drop for SdkSession<'_> {
     fn drop(&mut self) {
         // SAFETY: the handle came from NewSdk and is destroyed once.
@@ -309,6 +404,19 @@ pub enum Request {
         /// Seconds.
         timeout: i32,
     },
+    /// `GetMediaData`: one chunk.
+    GetMediaData {
+        /// The media id.
+        sdkfileid: String,
+        /// `""` for the first chunk, then the previous `outindexbuf`.
+        indexbuf: String,
+        /// Proxy URL or "".
+        proxy: String,
+        /// Proxy credentials or "".
+        passwd: String,
+        /// Seconds.
+        timeout: i32,
+    },
 }
 
 impl std::fmt::Debug for Request {
@@ -320,6 +428,14 @@ impl std::fmt::Debug for Request {
             Request::GetChatData { seq, limit, .. } => {
                 write!(f, "GetChatData {{ seq: {seq}, limit: {limit} }}")
             }
+            Request::GetMediaData {
+                sdkfileid,
+                indexbuf,
+                ..
+            } => write!(
+                f,
+                "GetMediaData {{ sdkfileid: {sdkfileid:?}, indexbuf: {indexbuf:?} }}"
+            ),
         }
     }
 }
@@ -332,6 +448,15 @@ pub enum Response {
     Ok {
         /// The response body.
         data: String,
+    },
+    /// A `GetMediaData` chunk.
+    Media {
+        /// The chunk, base64 (the protocol is JSON text).
+        data: String,
+        /// The `indexbuf` of the next call.
+        outindexbuf: String,
+        /// The last chunk.
+        is_finish: bool,
     },
     /// The SDK returned a non-zero code.
     Code {
@@ -406,6 +531,33 @@ pub fn worker_main(library: &Path, input: impl BufRead, mut output: impl Write) 
                         },
                         Err(code) => Response::Code { code },
                     },
+                }
+            }
+            Request::GetMediaData {
+                sdkfileid,
+                indexbuf,
+                proxy,
+                passwd,
+                timeout,
+            } => {
+                let passwd = zeroize::Zeroizing::new(passwd);
+                match &session {
+                    None => Response::Fatal {
+                        message: "get_media_data before init".into(),
+                    },
+                    Some(s) => {
+                        match s.get_media_data(&indexbuf, &sdkfileid, &proxy, &passwd, timeout) {
+                            Ok(c) => Response::Media {
+                                data: base64::Engine::encode(
+                                    &base64::engine::general_purpose::STANDARD,
+                                    &c.data,
+                                ),
+                                outindexbuf: c.outindexbuf,
+                                is_finish: c.is_finish,
+                            },
+                            Err(code) => Response::Code { code },
+                        }
+                    }
                 }
             }
         };
@@ -553,7 +705,7 @@ impl SdkSource {
                 secret: self.config.secret.expose().to_owned(),
             };
             match worker.call(&init).map_err(|e| self.worker_error(e))? {
-                Response::Ok { .. } => {}
+                Response::Ok { .. } | Response::Media { .. } => {}
                 Response::Code { code } => {
                     return Err(SdkError::Code {
                         corp_id: self.config.corp_id.clone(),
@@ -593,6 +745,9 @@ impl SdkSource {
         };
         match resp {
             Response::Ok { data } => self.parse_page(&data),
+            Response::Media { .. } => {
+                Err(self.worker_error("answered a media chunk to GetChatData"))
+            }
             Response::Code { code } => Err(SdkError::Code {
                 corp_id: self.config.corp_id.clone(),
                 call: "GetChatData",
@@ -634,6 +789,82 @@ impl SdkSource {
             &mut rand::thread_rng(),
             capped / 2..=capped,
         ))
+    }
+}
+
+impl SdkSource {
+    /// One `GetMediaData` call through the worker (no retries: [`crate::media::download`]
+    /// retries, for every media source alike). A dead worker is replaced at the next call.
+    pub fn get_media_data_once(
+        &mut self,
+        sdkfileid: &str,
+        indexbuf: &str,
+    ) -> Result<crate::media::MediaChunk, SdkError> {
+        let req = Request::GetMediaData {
+            sdkfileid: sdkfileid.to_owned(),
+            indexbuf: indexbuf.to_owned(),
+            proxy: self.config.proxy.clone(),
+            passwd: self.config.proxy_password.expose().to_owned(),
+            timeout: self.config.timeout_secs,
+        };
+        let worker = self.start_worker()?;
+        let resp = match worker.call(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                self.worker = None;
+                return Err(self.worker_error(e));
+            }
+        };
+        match resp {
+            Response::Media {
+                data,
+                outindexbuf,
+                is_finish,
+            } => {
+                let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data)
+                    .map_err(|e| self.worker_error(format!("bad media chunk: {e}")))?;
+                Ok(crate::media::MediaChunk {
+                    data,
+                    next_index: outindexbuf,
+                    is_finish,
+                })
+            }
+            Response::Code { code } => Err(SdkError::Code {
+                corp_id: self.config.corp_id.clone(),
+                call: "GetMediaData",
+                code,
+            }),
+            Response::Ok { .. } => Err(self.worker_error("answered a page to GetMediaData")),
+            Response::Fatal { message } => {
+                self.worker = None;
+                Err(SdkError::Library {
+                    path: self.config.library.clone(),
+                    detail: message,
+                })
+            }
+        }
+    }
+}
+
+impl crate::media::MediaSource for SdkSource {
+    fn describe(&self) -> String {
+        Source::describe(self)
+    }
+
+    fn chunk(
+        &mut self,
+        sdkfileid: &str,
+        indexbuf: &str,
+    ) -> Result<crate::media::MediaChunk, crate::media::ChunkError> {
+        use crate::media::ChunkError;
+        self.get_media_data_once(sdkfileid, indexbuf)
+            .map_err(|e| match e {
+                // Init failing is about the corp's configuration, not this file.
+                SdkError::Code { call: "Init", .. } => ChunkError::Fatal(e.to_string()),
+                SdkError::Code { code, .. } => ChunkError::Sdk { code },
+                SdkError::Worker { .. } => ChunkError::Transient(e.to_string()),
+                SdkError::Api { .. } | SdkError::Library { .. } => ChunkError::Fatal(e.to_string()),
+            })
     }
 }
 

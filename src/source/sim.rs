@@ -263,14 +263,44 @@ fn templates() -> &'static Vec<(&'static str, u32, Value)> {
                     .find(|(n, _)| n == name)
                     .map(|(_, t)| *t)
                     .expect("every simulated type has a fixture");
-                (
-                    *name,
-                    *weight,
-                    serde_json::from_str(text).expect("fixture is JSON"),
-                )
+                let mut msg: Value = serde_json::from_str(text).expect("fixture is JSON");
+                announce_sim_media_in_items(&mut msg);
+                (*name, *weight, msg)
             })
             .collect()
     })
+}
+
+/// Makes the md5sum and size of media inside `mixed`/`chatrecord` items (JSON strings) those of
+/// the simulated media source, so that their downloads verify. Done once per template.
+fn announce_sim_media_in_items(msg: &mut Value) {
+    for key in ["mixed", "chatrecord"] {
+        let Some(items) = msg
+            .get_mut(key)
+            .and_then(|p| p.get_mut("item"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for item in items {
+            let Some(content) = item.get_mut("content") else {
+                continue;
+            };
+            let Some(mut inner) = content
+                .as_str()
+                .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            else {
+                continue;
+            };
+            let Some(id) = inner.get("sdkfileid").and_then(Value::as_str) else {
+                continue;
+            };
+            let (md5, size) = crate::media::source::sim_media_meta(id);
+            inner["md5sum"] = json!(md5);
+            inner["filesize"] = json!(size);
+            *content = json!(inner.to_string());
+        }
+    }
 }
 
 const STAFF: &[&str] = &[
@@ -411,20 +441,24 @@ fn message(rng: &mut StdRng, config: &SimConfig, seq: u64) -> Value {
         }
         "image" | "voice" | "video" | "file" | "emotion" => {
             if let Some(p) = obj.get_mut(name).and_then(Value::as_object_mut) {
-                p.insert(
-                    "sdkfileid".into(),
-                    json!(format!("CtYBMzA2OTAy{}", hex(rng, 48))),
-                );
-                p.insert("md5sum".into(), json!(hex(rng, 32)));
-                let size: u64 = match name {
+                let sdkfileid = format!("CtYBMzA2OTAy{}", hex(rng, 48));
+                // The content is the simulated media source's, so that downloads verify: a
+                // table lookup, no hashing per record. The random draws that used to make the
+                // md5sum and size stay, so the rest of every record is unchanged.
+                let (md5, size) = crate::media::source::sim_media_meta(&sdkfileid);
+                for _ in 0..32 {
+                    rng.gen_range(0..16u8);
+                }
+                let _: u64 = match name {
                     "video" | "file" => rng.gen_range(10_000..20_000_000),
                     _ => rng.gen_range(2_000..2_000_000),
                 };
-                if p.contains_key("filesize") {
-                    p.insert("filesize".into(), json!(size));
-                }
-                if p.contains_key("imagesize") {
-                    p.insert("imagesize".into(), json!(size));
+                p.insert("sdkfileid".into(), json!(sdkfileid));
+                p.insert("md5sum".into(), json!(md5));
+                for key in ["filesize", "imagesize", "voice_size"] {
+                    if p.contains_key(key) {
+                        p.insert(key.into(), json!(size));
+                    }
                 }
             }
         }
@@ -483,13 +517,25 @@ mod tests {
         let s = SimSource::new(SimConfig::default());
         let keys = demo_keyring(Backend::default()).unwrap();
         let mut types = std::collections::BTreeMap::<String, u32>::new();
+        let mut media_kinds = std::collections::BTreeSet::new();
         for seq in 1..=600 {
             let r = s.record(seq);
             let k = keys.unwrap(r.publickey_ver, &r.encrypt_random_key).unwrap();
             let pt = decrypt(&k, r.encrypt_chat_msg.as_bytes()).unwrap();
             let m = parse(&pt).unwrap_or_else(|e| panic!("seq {seq}: {e}"));
+            // Every media reference, also inside mixed/chatrecord items, announces the md5 and
+            // size of what the simulated media source serves.
+            for r in m.media() {
+                let (md5, size) = crate::media::source::sim_media_meta(&r.sdkfileid);
+                if r.kind != crate::model::message::MediaKind::MeetingVoiceCall {
+                    assert_eq!(r.md5sum.as_deref(), Some(md5), "seq {seq} {:?}", r.kind);
+                    assert_eq!(r.size, Some(size), "seq {seq} {:?}", r.kind);
+                }
+                media_kinds.insert(r.kind.as_str());
+            }
             *types.entry(m.msgtype).or_default() += 1;
         }
+        assert!(media_kinds.len() >= 5, "{media_kinds:?}");
         assert!(types.len() >= 8, "{types:?}");
         assert!(types["text"] > 300, "{types:?}");
     }

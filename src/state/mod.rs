@@ -2,4 +2,7 @@
 
 pub mod store;
 
-pub use store::{PendingCommit, Rename, RunRecord, StateError, StateStore};
+pub use store::{
+    MediaFileState, MediaRefState, MediaStatus, NewMediaRef, PendingCommit, Rename, RunRecord,
+    StateError, StateStore,
+};

@@ -1,0 +1,400 @@
+//! Media download: the files that image, voice, video, file, emotion, meeting_voice_call,
+//! voip_doc_share, `mixed` and `chatrecord` messages point at, fetched with `GetMediaData`.
+//!
+//! * [`source`]: the [`source::MediaSource`] trait (one `GetMediaData` call) and the
+//!   simulator's media;
+//! * [`download`]: the resumable, verified chunk loop for one file;
+//! * [`store`]: content-addressed paths, `corp_id=<corp>/media/<2 hex>/<sha256>.<ext>`;
+//! * [`table`]: the media table (Parquet) joining messages to files.
+//!
+//! [`run_corp`] ties them together: it finds the media references in a corp's committed
+//! Parquet rows (re-parsing `raw_json`, so items inside `mixed`/`chatrecord` count too),
+//! registers them in the state database, downloads what is missing with a few workers, and
+//! rewrites the media table. Progress per file is in the state database (`state::store`), so a
+//! run that is killed resumes each file from its last durable chunk.
+
+pub mod download;
+pub mod source;
+pub mod store;
+pub mod table;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+pub use download::{DownloadOptions, Downloader, Md5Check, MediaError, Outcome};
+pub use source::{ChunkError, MediaChunk, MediaSource, SimMediaSource};
+
+use crate::state::{NewMediaRef, StateStore};
+
+/// What to download.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// Only these kinds (`image`, `file`, …; `None`: all).
+    pub types: Option<BTreeSet<String>>,
+    /// Skip files announced larger than this many bytes (files without a size are fetched).
+    pub max_size: Option<u64>,
+    /// Parallel downloads (each with its own source, i.e. its own SDK worker).
+    pub concurrency: usize,
+    /// Retries and verification.
+    pub download: DownloadOptions,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        MediaOptions {
+            types: None,
+            max_size: None,
+            concurrency: 2,
+            download: DownloadOptions::default(),
+        }
+    }
+}
+
+/// What a media run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Media references found in messages not scanned before.
+    pub new_references: u64,
+    /// Files attempted in this run.
+    pub attempted: u64,
+    /// Files complete (in this run) with a matching md5.
+    pub verified: u64,
+    /// Files complete without an md5 to check.
+    pub unverified: u64,
+    /// Files complete whose md5 never matched.
+    pub mismatched: u64,
+    /// Files that failed this run (retried next run).
+    pub failed: u64,
+    /// Files that failed for good (10005).
+    pub permanent: u64,
+    /// Files skipped by `types` / `max_size`.
+    pub skipped: u64,
+    /// Bytes downloaded in this run.
+    pub bytes: u64,
+    /// Elapsed time.
+    pub elapsed: Duration,
+}
+
+impl MediaStats {
+    /// The one-line summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} new media references, {} files tried: {} verified, {} without md5, {} md5 mismatch, \
+             {} failed, {} failed permanently, {} skipped; {:.1} MiB in {:.2} s",
+            self.new_references,
+            self.attempted,
+            self.verified,
+            self.unverified,
+            self.mismatched,
+            self.failed,
+            self.permanent,
+            self.skipped,
+            self.bytes as f64 / (1024.0 * 1024.0),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Registers the media references of the committed Parquet files under `corp_dir` that were
+/// not scanned before (committed files never change, so each is read once); returns how many
+/// references the new files held.
+pub fn register_references(
+    store: &mut StateStore,
+    corp_id: &str,
+    corp_dir: &Path,
+) -> Result<u64, MediaError> {
+    let mut files = Vec::new();
+    collect_parquet(corp_dir, &mut files).map_err(|e| MediaError::Scan {
+        corp_id: corp_id.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let seen = store.media_scanned_files(corp_id)?;
+    let mut found = 0;
+    for f in files {
+        let rel = f
+            .strip_prefix(corp_dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
+        if seen.contains(&rel) {
+            continue;
+        }
+        let mut refs = Vec::new();
+        read_refs(&f, &mut refs).map_err(|detail| MediaError::Scan {
+            corp_id: corp_id.to_owned(),
+            detail: format!("{}: {detail}", f.display()),
+        })?;
+        // References first, then the file as scanned: a crash in between rescans (harmless).
+        store.add_media_refs(corp_id, &refs)?;
+        store.mark_media_scanned(corp_id, &rel)?;
+        found += refs.len() as u64;
+    }
+    Ok(found)
+}
+
+/// Every media reference in the committed Parquet rows under `corp_dir`.
+pub fn scan_references(corp_id: &str, corp_dir: &Path) -> Result<Vec<NewMediaRef>, MediaError> {
+    let mut files = Vec::new();
+    collect_parquet(corp_dir, &mut files).map_err(|e| MediaError::Scan {
+        corp_id: corp_id.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for f in files {
+        read_refs(&f, &mut out).map_err(|detail| MediaError::Scan {
+            corp_id: corp_id.to_owned(),
+            detail: format!("{}: {detail}", f.display()),
+        })?;
+    }
+    Ok(out)
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if e.file_type()?.is_dir() {
+            // Media files and the media table are ours, dead letters have no rows.
+            if !matches!(name.as_str(), "media" | "media_table" | "dead_letter") {
+                collect_parquet(&e.path(), out)?;
+            }
+        } else if name.ends_with(".parquet") {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let schema = builder.parquet_schema();
+    let wanted: Vec<usize> = ["seq", "msgid", "media_count", "raw_json"]
+        .iter()
+        .filter_map(|n| schema.columns().iter().position(|c| c.name() == *n))
+        .collect();
+    if wanted.len() < 4 {
+        return Err("not a messages file (no seq/msgid/media_count/raw_json)".into());
+    }
+    let mask = ProjectionMask::leaves(schema, wanted);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let col = |n: &str| batch.column_by_name(n).ok_or(format!("no column {n}"));
+        let seq = col("seq")?.as_any().downcast_ref::<UInt64Array>();
+        let msgid = col("msgid")?.as_any().downcast_ref::<StringArray>();
+        let count = col("media_count")?.as_any().downcast_ref::<UInt32Array>();
+        let raw = col("raw_json")?.as_any().downcast_ref::<StringArray>();
+        let (Some(seq), Some(msgid), Some(count), Some(raw)) = (seq, msgid, count, raw) else {
+            return Err("unexpected column types".into());
+        };
+        for i in 0..batch.num_rows() {
+            if count.is_null(i) || count.value(i) == 0 || raw.is_null(i) {
+                continue;
+            }
+            // The row was parsed when it was written; a failure now would be a bug, not data.
+            let Ok(msg) = crate::model::message::parse(raw.value(i).as_bytes()) else {
+                continue;
+            };
+            for m in msg.media() {
+                out.push(NewMediaRef {
+                    msgid: msgid.value(i).to_owned(),
+                    seq: seq.value(i),
+                    item_index: m.item_index,
+                    sdkfileid: m.sdkfileid,
+                    kind: m.kind.as_str().to_owned(),
+                    ext: m.ext,
+                    md5sum: m.md5sum,
+                    size: m.size,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An exclusive lock on the corp's media directory for the length of a run: two runs (a
+/// `pull --follow --media` and a manual `media`) would otherwise append to the same partial
+/// files. The kernel drops it when the process dies, so a killed run never leaves it stale.
+pub fn lock_corp(corp_id: &str, corp_dir: &Path) -> Result<std::fs::File, MediaError> {
+    use std::os::fd::AsRawFd;
+    let dir = store::partial_dir(corp_dir);
+    let path = dir.join(".lock");
+    let io = |source| MediaError::Io {
+        corp_id: corp_id.to_owned(),
+        sdkfileid: String::new(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own, kept open as long as the returned File.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            MediaError::Busy {
+                corp_id: corp_id.to_owned(),
+                lock: path.clone(),
+            }
+        } else {
+            io(e)
+        });
+    }
+    Ok(file)
+}
+
+/// Downloads the media of one corp: registers the references found in its Parquet rows, fetches
+/// every file not yet complete (resuming partial ones; files that failed permanently are not
+/// tried again), and rewrites the media table.
+///
+/// `make_source` makes one source per worker; `on_bytes` sees every chunk's size (progress).
+/// Setting `stop` ends the run after the chunks in flight (progress is durable per chunk).
+#[allow(clippy::too_many_arguments)]
+pub fn run_corp(
+    state_path: &Path,
+    corp_id: &str,
+    corp_dir: &Path,
+    options: &MediaOptions,
+    make_source: &(dyn Fn() -> Result<Box<dyn MediaSource>, ChunkError> + Sync),
+    on_bytes: &(dyn Fn(u64) + Sync),
+    stop: &AtomicBool,
+) -> Result<MediaStats, MediaError> {
+    let started = Instant::now();
+    let _lock = lock_corp(corp_id, corp_dir)?;
+    let mut store = StateStore::open(state_path)?;
+    let mut stats = MediaStats {
+        new_references: register_references(&mut store, corp_id, corp_dir)?,
+        ..MediaStats::default()
+    };
+    let mut todo = Vec::new();
+    for f in store.media_todo(corp_id)? {
+        let wanted = options.types.as_ref().map_or(true, |t| t.contains(&f.kind))
+            && options
+                .max_size
+                .map_or(true, |max| f.size_hint.map_or(true, |s| s <= max));
+        if wanted {
+            todo.push(f.sdkfileid);
+        } else {
+            stats.skipped += 1;
+        }
+    }
+    let queue = Mutex::new(todo.into_iter());
+    let stats = Mutex::new(stats);
+    let fatal: Mutex<Option<MediaError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..options.concurrency.max(1) {
+            scope.spawn(|| {
+                let result = worker(
+                    state_path,
+                    corp_id,
+                    corp_dir,
+                    options,
+                    make_source,
+                    on_bytes,
+                    stop,
+                    &queue,
+                    &stats,
+                );
+                if let Err(e) = result {
+                    // Stop the other workers too: the disk or the database is failing.
+                    queue.lock().expect("queue lock").by_ref().for_each(drop);
+                    fatal.lock().expect("fatal lock").get_or_insert(e);
+                }
+            });
+        }
+    });
+    if let Some(e) = fatal.into_inner().expect("fatal lock") {
+        return Err(e);
+    }
+    let rows = store.media_refs(corp_id)?;
+    table::write_table(corp_dir, &rows).map_err(|source| MediaError::Io {
+        corp_id: corp_id.to_owned(),
+        sdkfileid: String::new(),
+        path: corp_dir.join(table::TABLE_DIR),
+        source,
+    })?;
+    let mut stats = stats.into_inner().expect("stats lock");
+    stats.elapsed = started.elapsed();
+    Ok(stats)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    state_path: &Path,
+    corp_id: &str,
+    corp_dir: &Path,
+    options: &MediaOptions,
+    make_source: &(dyn Fn() -> Result<Box<dyn MediaSource>, ChunkError> + Sync),
+    on_bytes: &(dyn Fn(u64) + Sync),
+    stop: &AtomicBool,
+    queue: &Mutex<std::vec::IntoIter<String>>,
+    stats: &Mutex<MediaStats>,
+) -> Result<(), MediaError> {
+    // Each worker has its own connection (SQLite in WAL mode serialises the writes).
+    let store = StateStore::open(state_path)?;
+    let mut source: Option<Box<dyn MediaSource>> = None;
+    let mut dl = Downloader::new(corp_id, corp_dir, &store, options.download.clone())
+        .with_stop(stop)
+        .on_bytes(|n| {
+            on_bytes(n);
+            stats.lock().expect("stats lock").bytes += n;
+        });
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(id) = queue.lock().expect("queue lock").next() else {
+            return Ok(());
+        };
+        let src = match &mut source {
+            Some(s) => s,
+            None => match make_source() {
+                Ok(s) => source.insert(s),
+                Err(source) => {
+                    return Err(MediaError::Source {
+                        corp_id: corp_id.to_owned(),
+                        sdkfileid: id,
+                        source,
+                    })
+                }
+            },
+        };
+        let outcome = dl.download(src.as_mut(), &id)?;
+        let mut s = stats.lock().expect("stats lock");
+        s.attempted += 1;
+        match outcome {
+            Outcome::Done { md5, .. } => match md5 {
+                Md5Check::Ok => s.verified += 1,
+                Md5Check::Absent => s.unverified += 1,
+                Md5Check::Mismatch => s.mismatched += 1,
+            },
+            Outcome::Failed {
+                permanent: true, ..
+            } => s.permanent += 1,
+            Outcome::Failed { .. } => s.failed += 1,
+            Outcome::Interrupted => s.attempted -= 1,
+        }
+    }
+}
