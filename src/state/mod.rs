@@ -1,5 +1,7 @@
 //! Where we are: the embedded state database. Only this module knows SQL.
 
+pub mod shared;
 pub mod store;
 
-pub use store::{PendingCommit, Rename, RunRecord, StateError, StateStore};
+pub use shared::{SharedState, StoredSuiteTickets};
+pub use store::{AuthCorp, PendingCommit, Rename, RunRecord, StateError, StateStore};
