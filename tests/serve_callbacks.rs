@@ -80,7 +80,7 @@ async fn every_shared_vector_is_verified_or_accepted() {
             // Official vectors: build the request from their fields.
             None => {
                 let enc = percent_encoding::utf8_percent_encode(
-                    &v["encrypt"].as_str().unwrap().to_owned(),
+                    v["encrypt"].as_str().unwrap(),
                     percent_encoding::NON_ALPHANUMERIC,
                 )
                 .to_string();

@@ -183,7 +183,7 @@ impl Metrics {
                 "Accepted events not yet handled.",
             );
             let _ = writeln!(out, "wecom_archive_event_queue_depth {}", m.queue_depth);
-            let per_corp: [(&str, &str, &str, fn(&CorpStats, i64) -> Option<String>); 8] = [
+            let per_corp: [(&str, &str, &str, CorpValue); 8] = [
                 (
                     "wecom_archive_pulls_total",
                     "counter",
@@ -268,6 +268,9 @@ impl Metrics {
         })
     }
 }
+
+/// A per-corp gauge or counter value (`None`: not reported yet), at a given `now`.
+type CorpValue = fn(&CorpStats, i64) -> Option<String>;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
