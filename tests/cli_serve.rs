@@ -39,10 +39,14 @@ struct Served {
 }
 
 fn spawn(cfg: &Path) -> Served {
+    spawn_with_log(cfg, "info")
+}
+
+fn spawn_with_log(cfg: &Path, log: &str) -> Served {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(cfg)
-        .env("WECOM_ARCHIVE_LOG", "info")
+        .env("WECOM_ARCHIVE_LOG", log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -219,4 +223,101 @@ async fn sigterm_during_a_pull_commits_the_batch_and_exits_zero() {
     assert_eq!(runs[0].to_seq, cp);
     // Everything up to the checkpoint is in Parquet, exactly once, and nothing beyond it.
     assert_eq!(seqs(&dir.path().join("archive")), (1..=cp).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_show_secrets() {
+    use wecom_archive::auth::clock::{Clock, ManualClock, SystemClock};
+    use wecom_archive::emulator::callback::{create_auth_xml, suite_ticket_xml};
+    // The binary runs on the system clock; the emulator's manual clock starts at the same time.
+    let clock = std::sync::Arc::new(ManualClock::new(SystemClock.now_unix()));
+    let emu = wecom_archive::emulator::Emulator::start(common::world(), clock)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::serve::write_config(dir.path(), &emu.base_url(), "", "");
+    // Everything at debug level, dependencies included.
+    let mut s = tokio::task::spawn_blocking(move || spawn_with_log(&cfg, "debug"))
+        .await
+        .unwrap();
+    let suite = CallbackSender::new(SUITE_TOKEN, SUITE_AES, &s.base);
+    let ticket = "pushed-ticket-for-leak-test";
+    emu.state().set_suite_ticket(common::SUITE, ticket);
+    let r = suite
+        .post(
+            COMMAND_PATH,
+            common::SUITE,
+            &suite_ticket_xml(common::SUITE, ticket, now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let code = emu
+        .state()
+        .issue_auth_code(common::SUITE, "wwleakcorp000001");
+    let r = suite
+        .post(
+            COMMAND_PATH,
+            common::SUITE,
+            &create_auth_xml(common::SUITE, &code, now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    wait_metric(
+        &s.base,
+        "wecom_archive_events_total{type=\"create_auth\"} ",
+        1,
+    )
+    .await;
+    let state = dir.path().join("archive/state.sqlite");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pc = loop {
+        let corp = StateStore::open(&state)
+            .unwrap()
+            .auth_corp("wwleakcorp000001")
+            .unwrap();
+        if let Some(c) = corp {
+            break c.permanent_code.unwrap();
+        }
+        assert!(Instant::now() < deadline, "create_auth not handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Forged and malformed requests log their rejection.
+    let forged = CallbackSender::new("forgedToken", SUITE_AES, &s.base);
+    let r = forged
+        .post(
+            COMMAND_PATH,
+            common::SUITE,
+            &suite_ticket_xml(common::SUITE, "x", now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+
+    let status = sigterm_and_wait(&mut s);
+    assert!(status.success(), "{status}");
+    let stderr = s.stderr.join().unwrap();
+    assert!(stderr.contains("permanent code stored"), "{stderr}");
+    assert!(stderr.contains("callback rejected"), "{stderr}");
+    for secret in [
+        APP_TOKEN,
+        APP_AES,
+        SUITE_TOKEN,
+        SUITE_AES,
+        common::SUITE_SECRET,
+        ticket,
+        code.as_str(),
+        pc.expose(),
+    ] {
+        assert!(!stderr.contains(secret), "{secret:?} leaked:\n{stderr}");
+    }
+    // Issued tokens (emuST…/emuAT…) never show either.
+    assert!(
+        !stderr.contains("emuST") && !stderr.contains("emuAT"),
+        "{stderr}"
+    );
 }

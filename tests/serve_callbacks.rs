@@ -9,12 +9,12 @@ use std::sync::Arc;
 use common::serve::*;
 use common::*;
 use serde_json::Value;
-use wecom_archive::api::service::PERMANENT_CODE_V2_PATH;
+use wecom_archive::api::service::{AUTH_INFO_PATH, PERMANENT_CODE_V2_PATH};
 use wecom_archive::auth::clock::ManualClock;
 use wecom_archive::auth::providers::SUITE_TOKEN_PATH;
 use wecom_archive::emulator::callback::{
-    auth_change_xml, create_auth_xml, msgaudit_notify_xml, suite_ticket_xml, CallbackSender,
-    SignedRequest,
+    auth_change_xml, create_auth_xml, msgaudit_notify_xml, reset_permanent_code_xml,
+    suite_ticket_xml, CallbackSender, SignedRequest,
 };
 use wecom_archive::emulator::Emulator;
 
@@ -279,6 +279,46 @@ async fn suite_ticket_create_auth_duplicates_and_cancel_auth() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+
+    // change_auth re-reads the authorization with the stored permanent code.
+    let change = auth_change_xml("change_auth", SUITE, "wwnewcorp0000001", NOW + 3);
+    let r = suite
+        .post(COMMAND_PATH, SUITE, &change, NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    eventually("get_auth_info called", || emu.calls(AUTH_INFO_PATH) == 1).await;
+    // reset_permanent_code: the new auth code is exchanged once more (no AuthCorpId in the
+    // event: the corp comes from the exchange).
+    let code2 = emu.state().issue_auth_code(SUITE, "wwnewcorp0000001");
+    let reset = reset_permanent_code_xml(SUITE, &code2, NOW + 3);
+    let r = suite
+        .post(COMMAND_PATH, SUITE, &reset, NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "success"));
+    eventually("second exchange", || emu.calls(PERMANENT_CODE_V2_PATH) == 2).await;
+    eventually("reset handled", || m.events("reset_permanent_code") == 1).await;
+
+    // Nothing secret in the Debug output of what the server holds.
+    let corp = running
+        .state()
+        .lock()
+        .auth_corp("wwnewcorp0000001")
+        .unwrap()
+        .unwrap();
+    let pc = corp.permanent_code.clone().unwrap();
+    let dbg = format!("{corp:?} {running:?} {:?}", running.state());
+    for secret in [
+        pc.expose(),
+        "pushed-ticket-2",
+        code.as_str(),
+        SUITE_SECRET,
+        SUITE_TOKEN,
+        SUITE_AES,
+    ] {
+        assert!(!dbg.contains(secret), "{dbg}");
+    }
 
     // …until it cancels: disabled, permanent code forgotten, its data callbacks rejected.
     let cancel = auth_change_xml("cancel_auth", SUITE, "wwnewcorp0000001", NOW + 3);
