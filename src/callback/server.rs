@@ -10,6 +10,7 @@
 //! | `msg_signature`, `timestamp`, `nonce` present, timestamp numeric | `bad_request` | 400 |
 //! | timestamp within ± the window of now | `stale_timestamp` | 403 |
 //! | body within the size limit (before reading it whole) | `too_large` | 413 |
+//! | body received within 10 s | `timeout` | 408 |
 //! | envelope is well-formed XML with `<Encrypt>` | `bad_xml` | 400 |
 //! | signature (constant time) | `bad_signature` | 403 |
 //! | decrypts | `bad_encrypt` | 400 |
@@ -40,6 +41,9 @@ use crate::callback::events::{dedupe_key, Event};
 use crate::callback::xml;
 use crate::crypto::callback::{CallbackCrypto, CallbackError};
 use crate::serve::metrics::Metrics;
+
+/// How long a POST body may take to arrive. WeCom itself gives up after 5 s.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Which kind of URL a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,10 +309,20 @@ fn crypto_rejection(s: &CallbackServer, path: &str, e: &CallbackError) -> Respon
 async fn receive(s: &CallbackServer, ep: &Endpoint, q: &Signed, body: Body) -> Response {
     let path = ep.path.as_str();
     let max = s.limits.max_body_bytes;
-    // Bounded before anything is parsed: a larger body is never read whole.
-    let bytes = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(e) => {
+    // Bounded before anything is parsed: a larger body is never read whole, and a sender that
+    // trickles its body does not hold the connection for ever.
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, max)).await;
+    let bytes = match read {
+        Err(_) => {
+            return s.reject(
+                path,
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                &format_args!("body not received within {BODY_READ_TIMEOUT:?}"),
+            )
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
             return s.reject(
                 path,
                 StatusCode::PAYLOAD_TOO_LARGE,

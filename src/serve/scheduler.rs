@@ -353,4 +353,30 @@ mod tests {
         s.shutdown().await;
         assert_eq!(s.request("ww1"), Requested::Ignored);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corps_are_pulled_concurrently_up_to_the_limit() {
+        let gate = Arc::new(Gate {
+            pulls: AtomicU64::new(0),
+            open: Mutex::new(false),
+            cv: std::sync::Condvar::new(),
+        });
+        let s = Scheduler::new(
+            (1..=5).map(|i| format!("ww{i}")),
+            2,
+            gate.clone(),
+            Arc::new(Metrics::new()),
+            Arc::new(ManualClock::new(0)),
+        );
+        s.request_all();
+        while gate.pulls.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Two run, three wait for a slot.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(gate.pulls.load(Ordering::SeqCst), 2);
+        *gate.open.lock().unwrap() = true;
+        settle(&s).await;
+        assert_eq!(gate.pulls.load(Ordering::SeqCst), 5);
+    }
 }
