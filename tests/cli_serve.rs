@@ -1,5 +1,6 @@
 //! `wecom-archive serve` as the real binary: a simulated corp pulled at start and on
-//! `msgaudit_notify`, `/metrics` and `/healthz`, and a graceful SIGTERM in the middle of a pull.
+//! `msgaudit_notify`, `/metrics` and `/healthz`, a graceful SIGINT when idle and SIGTERM in the
+//! middle of a pull, and logs free of secrets.
 
 mod common;
 
@@ -97,8 +98,8 @@ async fn wait_metric(base: &str, line_prefix: &str, want: u64) {
     }
 }
 
-fn sigterm_and_wait(s: &mut Served) -> std::process::ExitStatus {
-    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+fn signal_and_wait(s: &mut Served, signal: i32) -> std::process::ExitStatus {
+    unsafe { libc::kill(s.child.id() as i32, signal) };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(st) = s.child.try_wait().unwrap() {
@@ -123,7 +124,7 @@ fn now() -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_pulls_at_start_and_on_notify_then_stops_on_sigterm() {
+async fn serve_pulls_at_start_and_on_notify_then_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), 3000, 1000);
     let mut s = spawn(&cfg);
@@ -171,7 +172,7 @@ async fn serve_pulls_at_start_and_on_notify_then_stops_on_sigterm() {
         .unwrap();
     assert_eq!(r.status, 403);
 
-    let status = sigterm_and_wait(&mut s);
+    let status = signal_and_wait(&mut s, libc::SIGINT);
     assert!(status.success(), "{status}");
     let stderr = s.stderr.join().unwrap();
     assert!(stderr.contains("callback rejected"), "{stderr}");
@@ -210,7 +211,7 @@ async fn sigterm_during_a_pull_commits_the_batch_and_exits_zero() {
         assert!(s.child.try_wait().unwrap().is_none(), "serve exited early");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status = sigterm_and_wait(&mut s);
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
     assert!(status.success(), "{status}");
     let _ = s.stderr.join();
 
@@ -298,7 +299,7 @@ async fn logs_never_show_secrets() {
         .unwrap();
     assert_eq!(r.status, 403);
 
-    let status = sigterm_and_wait(&mut s);
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
     assert!(status.success(), "{status}");
     let stderr = s.stderr.join().unwrap();
     assert!(stderr.contains("permanent code stored"), "{stderr}");
