@@ -26,7 +26,7 @@ pub enum XmlError {
     /// An entity other than the five predefined ones.
     #[error("entity &{0}; is not allowed")]
     Entity(String),
-    /// Nested deeper than [`MAX_DEPTH`] or more than [`MAX_FIELDS`] fields.
+    /// Nested deeper than 8 levels or more than 256 fields.
     #[error("XML too deep or too many fields")]
     TooComplex,
     /// No root element.
