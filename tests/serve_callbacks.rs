@@ -235,12 +235,7 @@ async fn suite_ticket_create_auth_duplicates_and_cancel_auth() {
     let r = suite.post(COMMAND_PATH, SUITE, &xml, NOW).await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "success"));
     eventually("permanent code stored", || {
-        running
-            .state()
-            .lock()
-            .auth_corp("wwnewcorp0000001")
-            .unwrap()
-            .is_some()
+        m.events("permanent_code_stored") == 1
     })
     .await;
     let corp = running
@@ -287,7 +282,8 @@ async fn suite_ticket_create_auth_duplicates_and_cancel_auth() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    eventually("get_auth_info called", || emu.calls(AUTH_INFO_PATH) == 1).await;
+    eventually("authorization re-read", || m.events("auth_info_read") == 1).await;
+    assert_eq!(emu.calls(AUTH_INFO_PATH), 1);
     // reset_permanent_code: the new auth code is exchanged once more (no AuthCorpId in the
     // event: the corp comes from the exchange).
     let code2 = emu.state().issue_auth_code(SUITE, "wwnewcorp0000001");
@@ -297,8 +293,9 @@ async fn suite_ticket_create_auth_duplicates_and_cancel_auth() {
         .await
         .unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "success"));
-    eventually("second exchange", || emu.calls(PERMANENT_CODE_V2_PATH) == 2).await;
-    eventually("reset handled", || m.events("reset_permanent_code") == 1).await;
+    eventually("reset handled", || m.events("permanent_code_stored") == 2).await;
+    assert_eq!(emu.calls(PERMANENT_CODE_V2_PATH), 2);
+    assert_eq!(m.events("reset_permanent_code"), 1);
 
     // Nothing secret in the Debug output of what the server holds.
     let corp = running
@@ -327,16 +324,7 @@ async fn suite_ticket_create_auth_duplicates_and_cancel_auth() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    eventually("corp disabled", || {
-        !running
-            .state()
-            .lock()
-            .auth_corp("wwnewcorp0000001")
-            .unwrap()
-            .unwrap()
-            .enabled
-    })
-    .await;
+    eventually("corp disabled", || m.events("corp_disabled") == 1).await;
     let corp = running
         .state()
         .lock()
@@ -383,7 +371,10 @@ async fn a_msgaudit_notify_burst_gives_exactly_one_pull() {
             .unwrap();
         assert_eq!((r.status, r.body.as_str()), (200, ""));
     }
-    eventually("25 notifies handled", || m.events("msgaudit_notify") == 25).await;
+    eventually("25 notifies scheduled", || {
+        m.notifies(SIM_CORP, "queued") == 1 && m.notifies(SIM_CORP, "coalesced") == 24
+    })
+    .await;
     puller.set_open(true);
     eventually("pulls finished", || {
         !running.scheduler().busy() && m.pulls(SIM_CORP) == 2
@@ -404,7 +395,12 @@ async fn a_msgaudit_notify_burst_gives_exactly_one_pull() {
         .await
         .unwrap();
     }
-    eventually("10 more handled", || m.events("msgaudit_notify") == 35).await;
+    eventually("10 more scheduled", || {
+        m.notifies(SIM_CORP, "started") == 2
+            && m.notifies(SIM_CORP, "queued") == 2
+            && m.notifies(SIM_CORP, "coalesced") == 32
+    })
+    .await;
     puller.set_open(true);
     eventually("idle again", || {
         !running.scheduler().busy() && m.pulls(SIM_CORP) == 4
@@ -415,7 +411,7 @@ async fn a_msgaudit_notify_burst_gives_exactly_one_pull() {
     // A retried notify (same plaintext) is a duplicate: no pull.
     let xml = msgaudit_notify_xml(SIM_CORP, NOW + 500);
     app.post(APP_PATH, SIM_CORP, &xml, NOW).await.unwrap();
-    eventually("notify handled", || m.events("msgaudit_notify") == 36).await;
+    eventually("notify scheduled", || m.notifies(SIM_CORP, "started") == 3).await;
     eventually("idle", || !running.scheduler().busy()).await;
     app.post(APP_PATH, SIM_CORP, &xml, NOW + 1).await.unwrap();
     eventually("duplicate seen", || m.callbacks("duplicate") == 1).await;
@@ -656,5 +652,107 @@ async fn bad_input_is_rejected_and_the_server_keeps_serving() {
     let r = app.send_post(&good).await.unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(m.callbacks("accepted"), 1);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_auth_stops_a_corps_pulls_across_restarts_until_it_authorizes_again() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let emu = emulator(&clock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &emu.base_url(), "", "");
+    let puller = GatedPuller::new(true);
+    let running = start(&cfg, clock.clone(), Some(puller.clone())).await;
+    let (app, suite) = senders(&running);
+    let m = running.metrics().clone();
+    eventually("start-up pull", || m.pulls(SIM_CORP) == 1).await;
+    emu.state().set_suite_ticket(SUITE, "t-1");
+    suite
+        .post(
+            COMMAND_PATH,
+            SUITE,
+            &suite_ticket_xml(SUITE, "t-1", NOW),
+            NOW,
+        )
+        .await
+        .unwrap();
+    // The simulated corp authorizes the suite, then cancels.
+    let code = emu.state().issue_auth_code(SUITE, SIM_CORP);
+    suite
+        .post(
+            COMMAND_PATH,
+            SUITE,
+            &create_auth_xml(SUITE, &code, NOW),
+            NOW,
+        )
+        .await
+        .unwrap();
+    eventually("authorized", || {
+        running
+            .state()
+            .lock()
+            .auth_corp(SIM_CORP)
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let cancel = auth_change_xml("cancel_auth", SUITE, SIM_CORP, NOW);
+    suite.post(COMMAND_PATH, SUITE, &cancel, NOW).await.unwrap();
+    eventually("disabled", || {
+        running.scheduler().corps() == vec![(SIM_CORP.to_string(), false)]
+    })
+    .await;
+    // A notify for it is answered but pulls nothing.
+    let r = app
+        .post(
+            APP_PATH,
+            SIM_CORP,
+            &msgaudit_notify_xml(SIM_CORP, NOW + 1),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    eventually("notify ignored", || {
+        m.render(NOW)
+            .contains("wecom_archive_notifies_total{corp=\"wwsimA\",outcome=\"ignored\"} 1")
+    })
+    .await;
+    assert_eq!(puller.pulls(), 1);
+    running.shutdown().await;
+
+    // Still disabled after a restart (the start-up poll skips it)…
+    let running = start(&cfg, clock.clone(), Some(puller.clone())).await;
+    let (app, suite) = senders(&running);
+    let m = running.metrics().clone();
+    assert_eq!(
+        running.scheduler().corps(),
+        vec![(SIM_CORP.to_string(), false)]
+    );
+    // …until it authorizes the suite again.
+    let code = emu.state().issue_auth_code(SUITE, SIM_CORP);
+    suite
+        .post(
+            COMMAND_PATH,
+            SUITE,
+            &create_auth_xml(SUITE, &code, NOW + 5),
+            NOW + 5,
+        )
+        .await
+        .unwrap();
+    eventually("re-enabled", || {
+        running.scheduler().corps() == vec![(SIM_CORP.to_string(), true)]
+    })
+    .await;
+    app.post(
+        APP_PATH,
+        SIM_CORP,
+        &msgaudit_notify_xml(SIM_CORP, NOW + 6),
+        NOW + 6,
+    )
+    .await
+    .unwrap();
+    eventually("pulled again", || m.pulls(SIM_CORP) == 1).await;
+    assert_eq!(puller.pulls(), 2);
     running.shutdown().await;
 }

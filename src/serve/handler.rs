@@ -1,14 +1,15 @@
 //! The event handler: takes accepted callbacks off the queue, drops WeCom's retries (persisted
 //! dedupe keys, one transaction per batch), and acts on each event.
 //!
-//! Quick state changes (store a ticket, disable a corp) are made in the same transaction batch;
-//! API calls (permanent-code exchange, `get_auth_info`) run as their own tasks so that a slow
-//! WeCom answer never holds up the queue; pulls go to the [`Scheduler`].
+//! Tickets are stored in the same transaction as the dedupe keys (order does not matter: the
+//! newest `TimeStamp` wins). Authorization changes (`create_auth`, `reset_permanent_code`,
+//! `change_auth`, `cancel_auth`) go to one worker that applies them **in arrival order**, so a
+//! slow permanent-code exchange can neither hold up the queue nor land after a later
+//! `cancel_auth` and re-enable the corp. Pull requests go to the [`Scheduler`].
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use crate::api::service::Service;
 use crate::auth::clock::Clock;
@@ -51,7 +52,15 @@ impl std::fmt::Debug for EventHandler {
 enum Next {
     Nothing,
     Pull(String),
-    Disable(String),
+    Auth(AuthOp),
+}
+
+/// An authorization change, applied in order by the auth worker.
+enum AuthOp {
+    Disable {
+        suite_id: String,
+        corp_id: String,
+    },
     Exchange {
         suite_id: String,
         auth_code: Secret,
@@ -64,9 +73,11 @@ enum Next {
 }
 
 impl EventHandler {
-    /// Runs until the queue is closed and drained, then waits for running exchanges.
+    /// Runs until the queue is closed and drained, then waits for the authorization changes
+    /// already accepted.
     pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Inbound>) {
-        let mut tasks = JoinSet::new();
+        let (auth_tx, auth_rx) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(self.clone().auth_worker(auth_rx));
         let mut buf = Vec::with_capacity(BATCH);
         loop {
             if rx.recv_many(&mut buf, BATCH).await == 0 {
@@ -83,12 +94,62 @@ impl EventHandler {
                 }
             };
             for next in nexts {
-                self.follow_up(next, &mut tasks);
+                match next {
+                    Next::Nothing => {}
+                    Next::Pull(corp) => {
+                        if self.scheduler.request(&corp) == Requested::Ignored {
+                            tracing::info!(corp = %corp, "msgaudit_notify for a corp that is not pulled (unknown, disabled or stopping)");
+                        }
+                    }
+                    // Unbounded, but fed only by authenticated, deduplicated auth events.
+                    Next::Auth(op) => {
+                        let _ = auth_tx.send(op);
+                    }
+                }
             }
-            while tasks.try_join_next().is_some() {}
         }
         self.metrics.set_queue_depth(0);
-        while tasks.join_next().await.is_some() {}
+        drop(auth_tx);
+        let _ = worker.await;
+    }
+
+    async fn auth_worker(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<AuthOp>) {
+        while let Some(op) = rx.recv().await {
+            match op {
+                AuthOp::Disable { suite_id, corp_id } => self.cancel_auth(suite_id, corp_id).await,
+                AuthOp::Exchange {
+                    suite_id,
+                    auth_code,
+                    why,
+                } => self.exchange(suite_id, auth_code, why).await,
+                AuthOp::ChangeAuth { suite_id, corp_id } => {
+                    self.change_auth(suite_id, corp_id).await
+                }
+            }
+        }
+    }
+
+    /// `cancel_auth`: the corp's pulls stop and its permanent code is forgotten.
+    async fn cancel_auth(&self, suite_id: String, corp: String) {
+        self.disable(&corp, true).await;
+        self.metrics.event("corp_disabled");
+        tracing::info!(suite = %suite_id, corp = %corp, "cancel_auth: corp disabled, permanent code forgotten");
+    }
+
+    async fn disable(&self, corp: &str, forget_code: bool) {
+        let state = self.state.clone();
+        let c = corp.to_owned();
+        let done =
+            tokio::task::spawn_blocking(move || state.lock().disable_auth_corp(&c, forget_code))
+                .await;
+        if let Ok(Err(e)) = done {
+            tracing::error!(corp = %corp, error = %e, "cannot disable the corp in the state database");
+        }
+        self.known
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(corp);
+        self.scheduler.set_enabled(corp, false);
     }
 
     /// Dedupes a batch and makes its quick state changes, in one transaction of the state
@@ -145,74 +206,37 @@ impl EventHandler {
             Event::CancelAuth {
                 suite_id,
                 auth_corpid,
-            } => {
-                match store.disable_auth_corp(&auth_corpid, true) {
-                    Ok(known) => {
-                        tracing::info!(suite = %suite_id, corp = %auth_corpid, known, "cancel_auth: corp disabled, permanent code forgotten")
-                    }
-                    Err(e) => {
-                        tracing::error!(corp = %auth_corpid, error = %e, "cannot disable the corp")
-                    }
-                }
-                Next::Disable(auth_corpid)
-            }
+            } => Next::Auth(AuthOp::Disable {
+                suite_id,
+                corp_id: auth_corpid,
+            }),
             Event::MsgauditNotify { corp_id } => Next::Pull(corp_id),
             Event::CreateAuth {
                 suite_id,
                 auth_code,
                 ..
-            } => Next::Exchange {
+            } => Next::Auth(AuthOp::Exchange {
                 suite_id,
                 auth_code,
                 why: "create_auth",
-            },
+            }),
             Event::ResetPermanentCode {
                 suite_id,
                 auth_code,
-            } => Next::Exchange {
+            } => Next::Auth(AuthOp::Exchange {
                 suite_id,
                 auth_code,
                 why: "reset_permanent_code",
-            },
+            }),
             Event::ChangeAuth {
                 suite_id,
                 auth_corpid,
-            } => Next::ChangeAuth {
+            } => Next::Auth(AuthOp::ChangeAuth {
                 suite_id,
                 corp_id: auth_corpid,
-            },
+            }),
             Event::Other { .. } => Next::Nothing,
         })
-    }
-
-    fn follow_up(self: &Arc<Self>, next: Next, tasks: &mut JoinSet<()>) {
-        match next {
-            Next::Nothing => {}
-            Next::Pull(corp) => {
-                if self.scheduler.request(&corp) == Requested::Ignored {
-                    tracing::info!(corp = %corp, "msgaudit_notify for a corp that is not pulled (unknown, disabled or stopping)");
-                }
-            }
-            Next::Disable(corp) => {
-                self.known
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&corp);
-                self.scheduler.set_enabled(&corp, false);
-            }
-            Next::Exchange {
-                suite_id,
-                auth_code,
-                why,
-            } => {
-                let this = self.clone();
-                tasks.spawn(async move { this.exchange(suite_id, auth_code, why).await });
-            }
-            Next::ChangeAuth { suite_id, corp_id } => {
-                let this = self.clone();
-                tasks.spawn(async move { this.change_auth(suite_id, corp_id).await });
-            }
-        }
     }
 
     /// `create_auth` / `reset_permanent_code`: the single-use auth code → the permanent code.
@@ -256,6 +280,7 @@ impl EventHandler {
             .unwrap_or_else(|p| p.into_inner())
             .insert(corp.clone());
         let pulled = self.scheduler.set_enabled(&corp, true);
+        self.metrics.event("permanent_code_stored");
         tracing::info!(corp = %corp, suite = %suite_id, pulled, "{why}: permanent code stored");
         if !pulled {
             tracing::warn!(corp = %corp, "corp authorized the suite but has no [[corp]] section: its archive is not pulled (add one with its keys)");
@@ -283,19 +308,12 @@ impl EventHandler {
                 let (c, n) = (corp.clone(), info.auth_corp_info.corp_name.clone());
                 let _ = tokio::task::spawn_blocking(move || state.lock().rename_auth_corp(&c, &n))
                     .await;
+                self.metrics.event("auth_info_read");
                 tracing::info!(corp = %corp, suite = %suite_id, agents = info.auth_info.agent.len(), "change_auth: authorization re-read");
             }
             Err(e) if e.errcode() == Some(40084) => {
-                let state = self.state.clone();
-                let c = corp.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || state.lock().disable_auth_corp(&c, false))
-                        .await;
-                self.known
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&corp);
-                self.scheduler.set_enabled(&corp, false);
+                self.disable(&corp, false).await;
+                self.metrics.event("corp_disabled");
                 tracing::warn!(corp = %corp, suite = %suite_id, "change_auth: permanent code rejected (40084); corp disabled until a new create_auth");
             }
             Err(e) => {

@@ -106,6 +106,16 @@ impl Metrics {
         });
     }
 
+    /// Pull requests of `corp` that were `outcome`.
+    pub fn notifies(&self, corp: &str, outcome: &str) -> u64 {
+        self.with(|m| {
+            m.corps
+                .get(corp)
+                .and_then(|c| c.notifies.get(outcome).copied())
+                .unwrap_or(0)
+        })
+    }
+
     /// A pull of `corp` started.
     pub fn pull_started(&self, corp: &str) {
         self.with(|m| m.corps.entry(corp.to_owned()).or_default().running = true);
