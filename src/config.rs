@@ -331,9 +331,18 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
+        let mut c: Config = toml::from_str(&text).map_err(|e| {
+            let mut message = e.to_string();
+            // The auth section used to be a [corp] table; it clashes with the [[corp]] list.
+            if message.contains("corp") && message.contains("expected a sequence") {
+                message.push_str(
+                    "\n(the self-built app / archive secret section is now [app]; [[corp]] lists the corps to pull)",
+                );
+            }
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            }
         })?;
         c.path = path.to_owned();
         c.base_dir = path
@@ -624,6 +633,7 @@ max_concurrent_pulls = 2
                 "IANA",
             ),
             ("bogus = 1\n", "unknown field"),
+            ("[corp]\ncorpid = \"ww1\"\n", "now [app]"),
         ];
         for (text, want) in cases {
             let err = Config::load(&write(dir.path(), text))
