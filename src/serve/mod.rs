@@ -117,10 +117,16 @@ impl Running {
         &self.scheduler
     }
 
-    /// Graceful shutdown: stop accepting connections and finish the requests in flight, handle
-    /// every event already accepted, let running pulls finish their batch and commit.
+    /// Graceful shutdown: running pulls are told to finish their batch and commit; connections
+    /// are no longer accepted and the requests in flight are finished; every event already
+    /// accepted is handled (tickets and authorization changes stored); then it waits for the
+    /// pulls.
     pub async fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
+        // Running pulls start wrapping up now (finish the batch, commit) while the server
+        // drains; notifies still in the queue no longer start pulls (the fallback poll after
+        // the restart catches up).
+        self.scheduler.stop();
         self.poll.abort();
         let _ = self.stop_http.send(());
         let _ = self.http.await;

@@ -257,10 +257,15 @@ impl Scheduler {
         self.0.active.send_modify(|n| *n -= 1);
     }
 
-    /// Stops: running pulls finish their current batch and commit, queued ones are dropped,
-    /// new requests are ignored. Returns when no pull runs any more.
-    pub async fn shutdown(&self) {
+    /// Starts stopping: running pulls finish their current batch and commit, queued ones are
+    /// dropped, new requests are ignored. Does not wait.
+    pub fn stop(&self) {
         self.0.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// [`Self::stop`], then waits until no pull runs any more.
+    pub async fn shutdown(&self) {
+        self.stop();
         let mut rx = self.0.active.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;
     }
