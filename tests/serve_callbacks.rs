@@ -756,3 +756,68 @@ async fn cancel_auth_stops_a_corps_pulls_across_restarts_until_it_authorizes_aga
     assert_eq!(puller.pulls(), 2);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_so_wecom_retries_and_recovers() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let emu = emulator(&clock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &emu.base_url(), "queue_capacity = 1", "");
+    let running = start(&cfg, clock.clone(), Some(GatedPuller::new(true))).await;
+    let (app, _) = senders(&running);
+    let m = running.metrics().clone();
+    // Hold the state database (from another thread): the handler blocks on its first batch
+    // and the queue fills up.
+    let state = running.state().clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _guard = state.lock();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    locked_rx.recv().unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = app
+            .post(
+                APP_PATH,
+                SIM_CORP,
+                &msgaudit_notify_xml(SIM_CORP, NOW + i),
+                NOW,
+            )
+            .await
+            .unwrap();
+        statuses.push((r.status, r.body.trim().to_owned()));
+    }
+    let accepted = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let full = statuses
+        .iter()
+        .filter(|(s, b)| *s == 503 && b == "queue_full")
+        .count();
+    assert!(accepted <= 2 && full >= 3, "{statuses:?}");
+    assert_eq!(accepted + full, 5, "{statuses:?}");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // Everything accepted is handled; new callbacks are accepted again.
+    eventually("accepted ones handled", || {
+        m.events("msgaudit_notify") == accepted as u64
+    })
+    .await;
+    let r = app
+        .post(
+            APP_PATH,
+            SIM_CORP,
+            &msgaudit_notify_xml(SIM_CORP, NOW + 10),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    eventually("handled", || {
+        m.events("msgaudit_notify") == accepted as u64 + 1
+    })
+    .await;
+    assert_eq!(m.callbacks("queue_full"), full as u64);
+    running.shutdown().await;
+}
