@@ -33,6 +33,11 @@
 //! sim_messages = 5000
 //! ```
 //!
+//! The same file carries the WeCom-facing sections: `api_base`, `token_store`, `timeout_secs`,
+//! `[app]`, `[suite]`, `[provider]` and `[[authcorp]]` (see [`crate::auth::config`] and
+//! `docs/auth.md`), and for `serve` the `[callback]` and `[serve]` sections (see
+//! [`CallbackSection`], [`ServeSection`] and `docs/serve.md`).
+//!
 //! Relative paths are relative to the config file's directory.
 
 use std::collections::BTreeMap;
@@ -40,6 +45,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::auth::config::{AppSection, AuthConfig, AuthCorpSection, ProviderSection, SuiteSection};
 pub use crate::auth::secret::Secret;
 
 /// A configuration problem, naming the file and what to fix.
@@ -95,6 +101,27 @@ pub struct Config {
     /// The corps to pull.
     #[serde(default, rename = "corp")]
     pub corps: Vec<CorpSection>,
+    /// WeCom API base URL (default the real host; the emulator in tests).
+    pub api_base: Option<String>,
+    /// JSON token store for the one-shot commands (`serve` keeps tokens in the state database).
+    pub token_store: Option<PathBuf>,
+    /// Whole-request timeout of WeCom API calls, seconds.
+    pub timeout_secs: Option<u64>,
+    /// `[app]`: the self-built app / session-archive credential.
+    pub app: Option<AppSection>,
+    /// `[suite]`: the third-party / 代开发 suite.
+    pub suite: Option<SuiteSection>,
+    /// `[provider]`: the service provider.
+    pub provider: Option<ProviderSection>,
+    /// `[[authcorp]]`: authorized corps given by hand (`serve` also learns them from
+    /// `create_auth`).
+    #[serde(default)]
+    pub authcorp: Vec<AuthCorpSection>,
+    /// `[callback]`: the callback server of `serve`.
+    pub callback: Option<CallbackSection>,
+    /// `[serve]`: the scheduler of `serve`.
+    #[serde(default)]
+    pub serve: ServeSection,
     #[serde(skip)]
     base_dir: PathBuf,
     #[serde(skip)]
@@ -166,6 +193,152 @@ pub struct CorpSection {
     pub keys: BTreeMap<String, PathBuf>,
 }
 
+/// `[callback]`: where and how `serve` receives WeCom callbacks.
+///
+/// ```toml
+/// [callback]
+/// listen = "127.0.0.1:8080"        # behind the TLS-terminating reverse proxy
+/// timestamp_window_secs = 300      # reject callbacks whose timestamp is further off
+/// max_body_bytes = 65536           # larger bodies get 413 before any parsing
+/// dedupe_ttl_secs = 3600           # how long a delivery is remembered (WeCom retries 3 times)
+/// queue_capacity = 4096            # events accepted but not yet handled; full = 503
+///
+/// [callback.app]                   # self-built app: receiveid = [app] corpid
+/// path = "/callback/app"
+/// token_env = "WECOM_CALLBACK_TOKEN"            # or token_file
+/// aes_key_env = "WECOM_CALLBACK_AES_KEY"        # EncodingAESKey; or aes_key_file
+///
+/// [callback.suite]                 # third-party / 代开发 suite
+/// command_path = "/callback/suite/command"      # receiveid = [suite] suite_id
+/// data_path = "/callback/suite/data"            # receiveid = the authorizing corp
+/// token_env = "WECOM_SUITE_CALLBACK_TOKEN"
+/// aes_key_env = "WECOM_SUITE_CALLBACK_AES_KEY"
+/// # GET URL checks on both paths: default [provider] corpid and [suite] suite_id
+/// verify_receiveids = ["wwprovider0123456"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSection {
+    /// Listen address (`host:port`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted difference between a callback's `timestamp` and now, seconds.
+    #[serde(default = "default_window")]
+    pub timestamp_window_secs: i64,
+    /// Largest accepted request body, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// How long a delivery's dedupe key is remembered, seconds.
+    #[serde(default = "default_dedupe_ttl")]
+    pub dedupe_ttl_secs: i64,
+    /// Capacity of the queue between the HTTP handlers and the event handler.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// The self-built app's receive URL.
+    pub app: Option<AppCallback>,
+    /// The suite's command and data URLs.
+    pub suite: Option<SuiteCallback>,
+}
+
+/// `[callback.app]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCallback {
+    /// URL path.
+    #[serde(default = "default_app_path")]
+    pub path: String,
+    /// The corp (receiveid); default `[app] corpid`.
+    pub corpid: Option<String>,
+    /// Env var holding the callback Token.
+    pub token_env: Option<String>,
+    /// File holding the callback Token.
+    pub token_file: Option<PathBuf>,
+    /// Env var holding the EncodingAESKey.
+    pub aes_key_env: Option<String>,
+    /// File holding the EncodingAESKey.
+    pub aes_key_file: Option<PathBuf>,
+}
+
+/// `[callback.suite]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteCallback {
+    /// The command (指令) URL path.
+    #[serde(default = "default_command_path")]
+    pub command_path: String,
+    /// The data (数据) URL path.
+    #[serde(default = "default_data_path")]
+    pub data_path: String,
+    /// Env var holding the callback Token.
+    pub token_env: Option<String>,
+    /// File holding the callback Token.
+    pub token_file: Option<PathBuf>,
+    /// Env var holding the EncodingAESKey.
+    pub aes_key_env: Option<String>,
+    /// File holding the EncodingAESKey.
+    pub aes_key_file: Option<PathBuf>,
+    /// receiveids accepted by GET URL verification (default: `[provider] corpid` and the
+    /// suite_id).
+    #[serde(default)]
+    pub verify_receiveids: Vec<String>,
+}
+
+/// `[serve]`: the pull scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// Pulls running at the same time, over all corps.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_pulls: usize,
+    /// Seconds between fallback polls of each corp (a lost `msgaudit_notify` is caught up);
+    /// default `poll_interval_secs`.
+    pub fallback_poll_secs: Option<u64>,
+    /// Records per commit.
+    #[serde(default = "default_commit_every")]
+    pub commit_every: u64,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        ServeSection {
+            max_concurrent_pulls: default_concurrency(),
+            fallback_poll_secs: None,
+            commit_every: default_commit_every(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_window() -> i64 {
+    300
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_dedupe_ttl() -> i64 {
+    3600
+}
+fn default_queue() -> usize {
+    4096
+}
+fn default_app_path() -> String {
+    "/callback/app".into()
+}
+fn default_command_path() -> String {
+    "/callback/suite/command".into()
+}
+fn default_data_path() -> String {
+    "/callback/suite/data".into()
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_commit_every() -> u64 {
+    100_000
+}
+
 fn default_out() -> PathBuf {
     "archive".into()
 }
@@ -183,9 +356,18 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let mut c: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
+        let mut c: Config = toml::from_str(&text).map_err(|e| {
+            let mut message = e.to_string();
+            // The auth section used to be a [corp] table; it clashes with the [[corp]] list.
+            if message.contains("corp") && message.contains("expected a sequence") {
+                message.push_str(
+                    "\n(the self-built app / archive secret section is now [app]; [[corp]] lists the corps to pull)",
+                );
+            }
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            }
         })?;
         c.path = path.to_owned();
         c.base_dir = path
@@ -204,10 +386,60 @@ impl Config {
         }
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// `pull` needs at least one corp; the token commands and `serve` do not.
+    pub fn require_corps(&self) -> Result<(), ConfigError> {
         if self.corps.is_empty() {
             return Err(self.invalid("no [[corp]] section: add one per corp to pull"));
         }
+        Ok(())
+    }
+
+    /// The auth sections, with their file paths resolved against the config's directory.
+    pub fn auth(&self) -> AuthConfig {
+        let res = |p: &Option<PathBuf>| p.as_ref().map(|p| self.resolve(p));
+        AuthConfig {
+            api_base: self.api_base.clone(),
+            token_store: res(&self.token_store),
+            timeout_secs: self.timeout_secs,
+            app: self.app.clone().map(|mut a| {
+                a.secret_file = res(&a.secret_file);
+                a
+            }),
+            suite: self.suite.clone().map(|mut s| {
+                s.secret_file = res(&s.secret_file);
+                s.ticket_file = res(&s.ticket_file);
+                s
+            }),
+            provider: self.provider.clone().map(|mut p| {
+                p.secret_file = res(&p.secret_file);
+                p
+            }),
+            authcorp: self
+                .authcorp
+                .iter()
+                .cloned()
+                .map(|mut a| {
+                    a.permanent_code_file = res(&a.permanent_code_file);
+                    a
+                })
+                .collect(),
+        }
+    }
+
+    /// The config file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Seconds between fallback polls in `serve`.
+    pub fn fallback_poll_secs(&self) -> u64 {
+        self.serve
+            .fallback_poll_secs
+            .unwrap_or(self.poll_interval_secs)
+            .max(1)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
             self.invalid(format!(
                 "timezone {:?} is not an IANA time zone: {e}",
@@ -376,10 +608,49 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
     }
 
     #[test]
+    fn one_file_carries_the_auth_and_callback_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            r#"
+api_base = "http://127.0.0.1:1"
+[app]
+corpid = "wwapp"
+secret_file = "app.secret"
+[suite]
+suite_id = "wwsuite"
+secret_env = "S"
+[callback]
+listen = "127.0.0.1:0"
+[callback.app]
+token_env = "T"
+aes_key_file = "aes"
+[serve]
+max_concurrent_pulls = 2
+"#,
+        );
+        let c = Config::load(&p).unwrap();
+        assert!(c
+            .require_corps()
+            .unwrap_err()
+            .to_string()
+            .contains("no [[corp]]"));
+        let auth = c.auth();
+        assert_eq!(
+            auth.app.unwrap().secret_file.unwrap(),
+            dir.path().join("app.secret")
+        );
+        let cb = c.callback.clone().unwrap();
+        assert_eq!(cb.timestamp_window_secs, 300);
+        assert_eq!(cb.app.unwrap().path, "/callback/app");
+        assert_eq!(c.serve.max_concurrent_pulls, 2);
+        assert_eq!(c.fallback_poll_secs(), 60);
+    }
+
+    #[test]
     fn rejects_what_cannot_work_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("", "no [[corp]]"),
             ("[[corp]]\ncorp_id = \"ww1\"\nkeys = { 1 = \"a\" }\n", "secret_env or secret_file"),
             ("[[corp]]\ncorp_id = \"ww1\"\nsecret_env = \"X\"\n", "no keys"),
             (
@@ -387,6 +658,7 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
                 "IANA",
             ),
             ("bogus = 1\n", "unknown field"),
+            ("[corp]\ncorpid = \"ww1\"\n", "now [app]"),
         ];
         for (text, want) in cases {
             let err = Config::load(&write(dir.path(), text))

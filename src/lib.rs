@@ -19,16 +19,20 @@
 //! [`crypto::callback`] implements WXBizMsgCrypt for the callback side.
 //!
 //! The WeCom-facing side: [`auth`] (tokens, OAuth) and [`api`] (HTTP client, msgaudit and service
-//! APIs); with feature `emulator`, `emulator` is a local WeCom API emulator for tests.
+//! APIs); [`callback`] receives WeCom's callbacks and [`serve`] acts on them (suite tickets,
+//! authorizations, `msgaudit_notify`-driven pulls); with feature `emulator`, `emulator` is a
+//! local WeCom API emulator for tests.
 
 pub mod api;
 pub mod auth;
+pub mod callback;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod media;
 pub mod model;
 pub mod pipeline;
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod state;

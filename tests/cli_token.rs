@@ -29,7 +29,7 @@ fn write_config(dir: &Path, base_url: &str, secret: &str) -> String {
     std::fs::write(&secret_path, format!("{secret}\n")).unwrap();
     let cfg = format!(
         "api_base = \"{base_url}\"\ntoken_store = \"{}\"\ntimeout_secs = 10\n\n\
-         [corp]\ncorpid = \"{CORP}\"\nagentid = \"archive\"\nsecret_file = \"{}\"\n",
+         [app]\ncorpid = \"{CORP}\"\nagentid = \"archive\"\nsecret_file = \"{}\"\n",
         dir.join("tokens.json").display(),
         secret_path.display()
     );

@@ -1,5 +1,9 @@
-//! The auth configuration file (TOML) used by the `token`, `permit-users` and `check-agree`
-//! commands, and the wiring it builds ([`AuthContext`]).
+//! The auth sections of the configuration file, and the wiring they build ([`AuthContext`]).
+//!
+//! They live in the one `wecom-archive.toml` that `pull`, `serve`, `token`, `permit-users` and
+//! `check-agree` all read ([`crate::config::Config`] parses the file and hands these sections
+//! over with [`crate::config::Config::auth`]); [`AuthConfig::from_toml`] parses the auth keys
+//! alone, for library users.
 //!
 //! Secrets are never written in the file itself: each is named by an environment variable
 //! (`…_env`) or a file (`…_file`, trailing newline ignored; keep it mode 0600).
@@ -12,9 +16,10 @@
 //! # Optional. Whole-request timeout in seconds (default 15).
 //! timeout_secs = 15
 //!
-//! # Self-built app or the 会话内容存档 (session archive) secret: --kind corp,
+//! # Self-built app or the 会话内容存档 (session archive) secret: `token --kind app`,
 //! # and the credential of `permit-users` / `check-agree` (which need the archive secret).
-//! [corp]
+//! # (Named [app] so that it does not clash with the [[corp]] list of corps to pull.)
+//! [app]
 //! corpid = "ww0123456789abcdef"
 //! agentid = "archive"                       # optional label for messages
 //! secret_env = "WECOM_ARCHIVE_SECRET"       # or: secret_file = "/run/secrets/archive"
@@ -45,7 +50,7 @@ use serde::Deserialize;
 use crate::api::client::{ApiClient, ClientConfig, DEFAULT_BASE_URL};
 use crate::auth::clock::Clock;
 use crate::auth::providers::{
-    AuthCorpToken, CorpToken, ProviderToken, StaticSuiteTicket, SuiteToken,
+    AuthCorpToken, CorpToken, ProviderToken, StaticSuiteTicket, SuiteTicketSource, SuiteToken,
 };
 use crate::auth::secret::Secret;
 use crate::auth::token::{
@@ -62,8 +67,8 @@ pub struct AuthConfig {
     pub token_store: Option<PathBuf>,
     /// Whole-request timeout in seconds.
     pub timeout_secs: Option<u64>,
-    /// Self-built app / session archive credential.
-    pub corp: Option<CorpSection>,
+    /// `[app]`: self-built app / session archive credential.
+    pub app: Option<AppSection>,
     /// Third-party suite credential.
     pub suite: Option<SuiteSection>,
     /// Service provider credential.
@@ -73,10 +78,10 @@ pub struct AuthConfig {
     pub authcorp: Vec<AuthCorpSection>,
 }
 
-/// `[corp]`.
+/// `[app]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CorpSection {
+pub struct AppSection {
     /// The corpid.
     pub corpid: String,
     /// agentid or label, for messages.
@@ -263,8 +268,22 @@ impl std::fmt::Debug for AuthContext {
 }
 
 impl AuthContext {
-    /// Builds the client and cache from `config`, with `clock`.
+    /// Builds the client and cache from `config`, with `clock`; tokens persist in the JSON
+    /// `token_store` when configured, else in memory.
     pub fn new(config: AuthConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        let store: Arc<dyn TokenStore> = match &config.token_store {
+            Some(p) => Arc::new(JsonFileTokenStore::open(p)),
+            None => Arc::new(MemoryTokenStore::new()),
+        };
+        Self::with_store(config, clock, store)
+    }
+
+    /// Like [`Self::new`], with tokens persisted in `store` (`serve`: the state database).
+    pub fn with_store(
+        config: AuthConfig,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Self, ConfigError> {
         let mut cc = ClientConfig {
             base_url: config
                 .api_base
@@ -277,10 +296,6 @@ impl AuthContext {
         }
         let client = ApiClient::with_clock(cc, clock.clone())
             .map_err(|e| ConfigError::Client(e.without_url().to_string()))?;
-        let store: Arc<dyn TokenStore> = match &config.token_store {
-            Some(p) => Arc::new(JsonFileTokenStore::open(p)),
-            None => Arc::new(MemoryTokenStore::new()),
-        };
         let cache = TokenCache::new(clock, store, CachePolicy::default());
         Ok(AuthContext {
             config,
@@ -289,15 +304,15 @@ impl AuthContext {
         })
     }
 
-    /// The `[corp]` access_token provider.
-    pub fn corp_token(&self) -> Result<CorpToken, ConfigError> {
+    /// The `[app]` access_token provider.
+    pub fn app_token(&self) -> Result<CorpToken, ConfigError> {
         let c = self
             .config
-            .corp
+            .app
             .as_ref()
-            .ok_or(ConfigError::MissingSection("corp"))?;
+            .ok_or(ConfigError::MissingSection("app"))?;
         let secret = resolve_secret(
-            "corp",
+            "app",
             "secret",
             c.secret_env.as_deref(),
             c.secret_file.as_deref(),
@@ -318,24 +333,38 @@ impl AuthContext {
             .suite
             .as_ref()
             .ok_or(ConfigError::MissingSection("suite"))?;
-        let secret = resolve_secret(
-            "suite",
-            "secret",
-            s.secret_env.as_deref(),
-            s.secret_file.as_deref(),
-        )?;
         let ticket = resolve_secret(
             "suite",
             "ticket",
             s.ticket_env.as_deref(),
             s.ticket_file.as_deref(),
         )?;
+        self.suite_token_with(Arc::new(StaticSuiteTicket(ticket)))
+    }
+
+    /// The `[suite]` suite_access_token provider with tickets from `tickets` (`serve`: the
+    /// tickets WeCom pushed to the command callback, kept in the state database).
+    pub fn suite_token_with(
+        &self,
+        tickets: Arc<dyn SuiteTicketSource>,
+    ) -> Result<SuiteToken, ConfigError> {
+        let s = self
+            .config
+            .suite
+            .as_ref()
+            .ok_or(ConfigError::MissingSection("suite"))?;
+        let secret = resolve_secret(
+            "suite",
+            "secret",
+            s.secret_env.as_deref(),
+            s.secret_file.as_deref(),
+        )?;
         Ok(SuiteToken::new(
             self.client.clone(),
             self.cache.clone(),
             &s.suite_id,
             secret,
-            Arc::new(StaticSuiteTicket(ticket)),
+            tickets,
         ))
     }
 
@@ -397,7 +426,7 @@ mod tests {
 api_base = "http://127.0.0.1:1"
 timeout_secs = 3
 
-[corp]
+[app]
 corpid = "wwcorp"
 agentid = "1000002"
 secret_file = "SECRET_FILE"
@@ -421,7 +450,7 @@ permanent_code_env = "X"
         let cfg = AuthConfig::from_toml(&text, Path::new("x.toml")).unwrap();
         assert_eq!(cfg.authcorp.len(), 1);
         let ctx = AuthContext::new(cfg, Arc::new(SystemClock)).unwrap();
-        let corp = ctx.corp_token().unwrap();
+        let corp = ctx.app_token().unwrap();
         let dbg = format!("{corp:?} {ctx:?} {:?}", ctx.config);
         assert!(!dbg.contains("corp-secret-value"), "{dbg}");
         assert!(dbg.contains("wwcorp"));
@@ -462,7 +491,7 @@ permanent_code_env = "X"
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let e = AuthConfig::from_toml("[corp]\ncorpid='w'\nsecret='inline'\n", Path::new("c.toml"))
+        let e = AuthConfig::from_toml("[app]\ncorpid='w'\nsecret='inline'\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("c.toml"), "{e}");

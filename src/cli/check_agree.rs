@@ -12,8 +12,13 @@ use super::token::{auth_context, runtime};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["room", "pair"])))]
 pub struct Args {
-    /// The auth configuration file; `[corp]` must hold the 会话内容存档 secret.
-    #[arg(long, short, env = "WECOM_ARCHIVE_AUTH_CONFIG")]
+    /// The configuration file; `[app]` must hold the 会话内容存档 secret.
+    #[arg(
+        long,
+        short,
+        env = "WECOM_ARCHIVE_CONFIG",
+        default_value = "wecom-archive.toml"
+    )]
     config: PathBuf,
 
     /// A group chat (roomid): the agreement of each external member.
@@ -39,7 +44,7 @@ fn parse_pair(s: &str) -> Result<SingleAgreeQuery, String> {
 /// (`userid  external_id  Agree|Disagree  status_change_time`); exit status 0.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = auth_context(&args.config)?;
-    let token = Arc::new(ctx.corp_token()?);
+    let token = Arc::new(ctx.app_token()?);
     let api = MsgAudit::new(ctx.client.clone(), token);
     let rt = runtime()?;
     let infos = match &args.room {

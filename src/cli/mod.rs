@@ -10,6 +10,7 @@ mod permit_users;
 mod pull;
 mod retry;
 mod sdk_worker;
+mod serve;
 mod token;
 
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
     PermitUsers(permit_users::Args),
     /// Check whether external contacts agreed to archiving (check_single_agree / check_room_agree).
     CheckAgree(check_agree::Args),
+    /// Receive WeCom callbacks (suite tickets, authorizations, msgaudit_notify) and pull on notify.
+    Serve(serve::Args),
 }
 
 /// Exit code when the run finished but `--strict` was given and records were dead-lettered.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::PermitUsers(args) => permit_users::run(args),
         Command::CheckAgree(args) => check_agree::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

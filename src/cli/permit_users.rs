@@ -11,8 +11,13 @@ use super::token::{auth_context, runtime};
 /// Arguments of `wecom-archive permit-users`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The auth configuration file; `[corp]` must hold the 会话内容存档 secret.
-    #[arg(long, short, env = "WECOM_ARCHIVE_AUTH_CONFIG")]
+    /// The configuration file; `[app]` must hold the 会话内容存档 secret.
+    #[arg(
+        long,
+        short,
+        env = "WECOM_ARCHIVE_CONFIG",
+        default_value = "wecom-archive.toml"
+    )]
     config: PathBuf,
 
     /// Only one licence type: 1 办公版, 2 服务版, 3 企业版 (default: all).
@@ -23,7 +28,7 @@ pub struct Args {
 /// Runs the subcommand: one userid per line on stdout, the count on stderr.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = auth_context(&args.config)?;
-    let token = Arc::new(ctx.corp_token()?);
+    let token = Arc::new(ctx.app_token()?);
     let api = MsgAudit::new(ctx.client.clone(), token);
     let kind = args.kind.map(|k| match k {
         1 => PermitType::Office,

@@ -55,6 +55,7 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
+    config.require_corps()?;
     let corps: Vec<&CorpSection> = config
         .corps
         .iter()

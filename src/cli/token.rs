@@ -6,15 +6,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use wecom_archive::auth::clock::{format_unix_utc, Clock, SystemClock};
-use wecom_archive::auth::config::{AuthConfig, AuthContext};
+use wecom_archive::auth::config::AuthContext;
 use wecom_archive::auth::token::{StoredToken, TokenOrigin};
 use wecom_archive::auth::TokenProvider;
 
 /// Which credential's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// `[corp]`: access_token via gettoken (self-built app or the session-archive secret).
-    Corp,
+    /// `[app]`: access_token via gettoken (self-built app or the session-archive secret).
+    #[value(alias = "corp")]
+    App,
     /// `[suite]`: suite_access_token.
     Suite,
     /// `[provider]`: provider_access_token.
@@ -26,12 +27,17 @@ pub enum Kind {
 /// Arguments of `wecom-archive token`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The auth configuration file (TOML; see docs/auth.md).
-    #[arg(long, short, env = "WECOM_ARCHIVE_AUTH_CONFIG")]
+    /// The configuration file (TOML; see docs/auth.md).
+    #[arg(
+        long,
+        short,
+        env = "WECOM_ARCHIVE_CONFIG",
+        default_value = "wecom-archive.toml"
+    )]
     config: PathBuf,
 
     /// Which token.
-    #[arg(long, value_enum, default_value = "corp")]
+    #[arg(long, value_enum, default_value = "app")]
     kind: Kind,
 
     /// With `--kind authcorp`: the authorized corp (default: the first `[[authcorp]]`).
@@ -39,10 +45,10 @@ pub struct Args {
     corp: Option<String>,
 }
 
-/// Loads the configuration and builds the client and token cache.
+/// Loads the configuration file and builds the client and token cache from its auth sections.
 pub(crate) fn auth_context(path: &Path) -> anyhow::Result<AuthContext> {
-    let config = AuthConfig::load(path)?;
-    Ok(AuthContext::new(config, Arc::new(SystemClock))?)
+    let config = wecom_archive::config::Config::load(path)?;
+    Ok(AuthContext::new(config.auth(), Arc::new(SystemClock))?)
 }
 
 /// A small runtime for one command: the work is a handful of requests.
@@ -59,9 +65,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let (who, status) = rt.block_on(async {
         anyhow::Ok(match args.kind {
-            Kind::Corp => {
-                let t = ctx.corp_token()?;
-                let c = ctx.config.corp.as_ref().expect("checked by corp_token");
+            Kind::App => {
+                let t = ctx.app_token()?;
+                let c = ctx.config.app.as_ref().expect("checked by app_token");
                 let who = match &c.agentid {
                     Some(a) => format!("{} (app {a})", c.corpid),
                     None => c.corpid.clone(),
@@ -90,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_status(kind: Kind, who: &str, (token, origin): &(StoredToken, TokenOrigin), now: i64) {
     let kind = match kind {
-        Kind::Corp => "corp access_token",
+        Kind::App => "corp access_token",
         Kind::Suite => "suite_access_token",
         Kind::Provider => "provider_access_token",
         Kind::Authcorp => "authorized-corp access_token",

@@ -8,7 +8,9 @@
 //!   40082 / 42009 unknown / expired suite_access_token, 48002 msgaudit without the archive
 //!   secret, 40078 reused auth_code, 40029 reused OAuth code, 45009 over a configured rate limit;
 //! * admin hooks: revoke tokens early, inject errcodes, set rate limits, push a new suite_ticket,
-//!   issue install / OAuth / QR-login codes; and per-path call counters.
+//!   issue install / OAuth / QR-login codes; and per-path call counters;
+//! * [`callback`]: a callback sender that encrypts, signs and delivers callbacks (suite_ticket,
+//!   create_auth, msgaudit_notify, …) to a callback server, as WeCom does.
 //!
 //! The same admin hooks are reachable over HTTP for out-of-process users: `POST
 //! /_emulator/invalidate_tokens` and `GET /_emulator/calls`.
@@ -24,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod callback;
 mod state;
 
 use std::collections::HashMap;

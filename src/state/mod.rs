@@ -1,8 +1,10 @@
 //! Where we are: the embedded state database. Only this module knows SQL.
 
+pub mod shared;
 pub mod store;
 
+pub use shared::{SharedState, StoredSuiteTickets};
 pub use store::{
-    MediaFileState, MediaRefState, MediaStatus, NewMediaRef, PendingCommit, Rename, RunRecord,
-    StateError, StateStore,
+    AuthCorp, MediaFileState, MediaRefState, MediaStatus, NewMediaRef, PendingCommit, Rename,
+    RunRecord, StateError, StateStore,
 };

@@ -1,6 +1,8 @@
 //! Shared setup for the tests that run against the local WeCom emulator.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::sync::Arc;
 use std::time::Duration;
 

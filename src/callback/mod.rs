@@ -1,0 +1,17 @@
+//! The WeCom callback side of `serve`: receiving, authenticating and parsing callbacks.
+//!
+//! * [`server`]: the axum routes (GET URL verification, POST delivery), limits, rejections and
+//!   the bounded queue to the event handler;
+//! * [`events`]: the events acted on (`suite_ticket`, `create_auth`, `change_auth`,
+//!   `cancel_auth`, `reset_permanent_code`, `msgaudit_notify`) and their dedupe keys;
+//! * [`xml`]: a strict, bounded reader for the flat callback XML (no DTD, no custom entities).
+//!
+//! The crypto (WXBizMsgCrypt) is [`crate::crypto::callback`]; what happens to an accepted event
+//! is [`crate::serve`].
+
+pub mod events;
+pub mod server;
+pub mod xml;
+
+pub use events::Event;
+pub use server::{CallbackServer, Endpoint, Inbound, KnownCorps, Limits, ReceiveIds, RouteKind};

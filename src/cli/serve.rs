@@ -1,0 +1,71 @@
+//! `wecom-archive serve`: the callback server, the event handler and the per-corp scheduler,
+//! until SIGTERM / Ctrl-C (graceful: stop accepting, finish the current batch, commit).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use wecom_archive::auth::clock::SystemClock;
+use wecom_archive::config::Config;
+use wecom_archive::serve::{self, Options};
+
+/// Arguments of `wecom-archive serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The configuration file (see docs/serve.md).
+    #[arg(
+        long,
+        short,
+        env = "WECOM_ARCHIVE_CONFIG",
+        default_value = "wecom-archive.toml"
+    )]
+    config: PathBuf,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(Config::load(&args.config)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let running = serve::start(
+            config,
+            Options {
+                clock: Arc::new(SystemClock),
+                puller: None,
+            },
+        )
+        .await?;
+        // On stdout for scripts and tests (the port may be OS-assigned).
+        println!("listening on {}", running.addr());
+        wait_for_signal().await;
+        tracing::info!("stopping: no new callbacks; running pulls finish their batch and commit");
+        // A second signal exits at once.
+        tokio::spawn(async {
+            wait_for_signal().await;
+            eprintln!("second signal: exiting without waiting");
+            std::process::exit(130);
+        });
+        running.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! `wecom-archive serve` as the real binary: a simulated corp pulled at start and on
+//! `msgaudit_notify`, `/metrics` and `/healthz`, a graceful SIGINT when idle and SIGTERM in the
+//! middle of a pull, and logs free of secrets.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::serve::*;
+use wecom_archive::emulator::callback::{msgaudit_notify_xml, CallbackSender};
+use wecom_archive::sink::inventory::scan;
+use wecom_archive::state::StateStore;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
+
+fn write_config(dir: &Path, sim_messages: u64, commit_every: u64) -> std::path::PathBuf {
+    std::fs::write(dir.join("app.token"), format!("{APP_TOKEN}\n")).unwrap();
+    std::fs::write(dir.join("app.aes"), format!("{APP_AES}\n")).unwrap();
+    let text = format!(
+        "out = \"archive\"\ntimezone = \"UTC\"\npoll_interval_secs = 3600\n\n\
+         [app]\ncorpid = \"{SIM_CORP}\"\n\n\
+         [serve]\ncommit_every = {commit_every}\n\n\
+         [callback]\nlisten = \"127.0.0.1:0\"\n\n\
+         [callback.app]\ntoken_file = \"app.token\"\naes_key_file = \"app.aes\"\n\n\
+         [[corp]]\ncorp_id = \"{SIM_CORP}\"\nsource = \"sim\"\nsim_messages = {sim_messages}\n"
+    );
+    let path = dir.join("wecom-archive.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Served {
+    child: Child,
+    base: String,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+fn spawn(cfg: &Path) -> Served {
+    spawn_with_log(cfg, "info")
+}
+
+fn spawn_with_log(cfg: &Path, log: &str) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .env("WECOM_ARCHIVE_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s).unwrap();
+        s
+    });
+    Served {
+        child,
+        base: format!("http://{addr}"),
+        stderr,
+    }
+}
+
+async fn metric(base: &str, line_prefix: &str) -> Option<u64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn wait_metric(base: &str, line_prefix: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(base, line_prefix).await != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{line_prefix} never reached {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn signal_and_wait(s: &mut Served, signal: i32) -> std::process::ExitStatus {
+    unsafe { libc::kill(s.child.id() as i32, signal) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn seqs(out: &Path) -> BTreeSet<u64> {
+    let inv = scan(&out.join(format!("corp_id={SIM_CORP}"))).unwrap();
+    assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
+    inv.seqs.iter().chain(&inv.dead_seqs).copied().collect()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_pulls_at_start_and_on_notify_then_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 3000, 1000);
+    let mut s = spawn(&cfg);
+    let ok = format!("wecom_archive_pulls_total{{corp=\"{SIM_CORP}\",outcome=\"ok\"}} ");
+    // The first fallback poll pulls at start.
+    wait_metric(&s.base, &ok, 1).await;
+    let records = format!("wecom_archive_records_total{{corp=\"{SIM_CORP}\"}} ");
+    assert_eq!(metric(&s.base, &records).await, Some(3000));
+
+    let r = reqwest::get(format!("{}/healthz", s.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // msgaudit_notify → one more pull (nothing new in the simulated archive).
+    let app = CallbackSender::new(APP_TOKEN, APP_AES, &s.base);
+    let r = app
+        .post(
+            APP_PATH,
+            SIM_CORP,
+            &msgaudit_notify_xml(SIM_CORP, now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    wait_metric(&s.base, &ok, 2).await;
+    assert_eq!(metric(&s.base, &records).await, Some(3000));
+    assert_eq!(
+        metric(
+            &s.base,
+            "wecom_archive_callbacks_total{result=\"accepted\"} "
+        )
+        .await,
+        Some(1)
+    );
+    // A forged one is refused and counted.
+    let forged = CallbackSender::new("notTheToken", APP_AES, &s.base);
+    let r = forged
+        .post(
+            APP_PATH,
+            SIM_CORP,
+            &msgaudit_notify_xml(SIM_CORP, now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+
+    let status = signal_and_wait(&mut s, libc::SIGINT);
+    assert!(status.success(), "{status}");
+    let stderr = s.stderr.join().unwrap();
+    assert!(stderr.contains("callback rejected"), "{stderr}");
+    // Neither the callback token nor the EncodingAESKey appears in the logs.
+    assert!(
+        !stderr.contains(APP_TOKEN) && !stderr.contains(APP_AES),
+        "{stderr}"
+    );
+
+    let out = dir.path().join("archive");
+    assert_eq!(seqs(&out), (1..=3000).collect());
+    let store = StateStore::open(&out.join("state.sqlite")).unwrap();
+    let runs = store.runs(SIM_CORP, 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.outcome == "ok"), "{runs:?}");
+    assert_eq!(store.checkpoint(SIM_CORP).unwrap(), Some(3000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_pull_commits_the_batch_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 2_000_000, 1000);
+    let mut s = spawn(&cfg);
+    let state = dir.path().join("archive/state.sqlite");
+    // Wait until the start-up pull has committed at least once, then stop it mid-way.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let cp = StateStore::open(&state)
+            .and_then(|st| st.checkpoint(SIM_CORP))
+            .ok()
+            .flatten();
+        if cp.is_some_and(|c| c >= 1000) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no commit");
+        assert!(s.child.try_wait().unwrap().is_none(), "serve exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    let _ = s.stderr.join();
+
+    let store = StateStore::open(&state).unwrap();
+    let cp = store.checkpoint(SIM_CORP).unwrap().unwrap();
+    assert!(cp < 2_000_000, "the pull was stopped, not finished");
+    let runs = store.runs(SIM_CORP, 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome, "stopped");
+    assert_eq!(runs[0].to_seq, cp);
+    // Everything up to the checkpoint is in Parquet, exactly once, and nothing beyond it.
+    assert_eq!(seqs(&dir.path().join("archive")), (1..=cp).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_show_secrets() {
+    use wecom_archive::auth::clock::{Clock, ManualClock, SystemClock};
+    use wecom_archive::emulator::callback::{create_auth_xml, suite_ticket_xml};
+    // The binary runs on the system clock; the emulator's manual clock starts at the same time.
+    let clock = std::sync::Arc::new(ManualClock::new(SystemClock.now_unix()));
+    let emu = wecom_archive::emulator::Emulator::start(common::world(), clock)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::serve::write_config(dir.path(), &emu.base_url(), "", "");
+    // Everything at debug level, dependencies included.
+    let mut s = tokio::task::spawn_blocking(move || spawn_with_log(&cfg, "debug"))
+        .await
+        .unwrap();
+    let suite = CallbackSender::new(SUITE_TOKEN, SUITE_AES, &s.base);
+    let ticket = "pushed-ticket-for-leak-test";
+    emu.state().set_suite_ticket(common::SUITE, ticket);
+    let r = suite
+        .post(
+            COMMAND_PATH,
+            common::SUITE,
+            &suite_ticket_xml(common::SUITE, ticket, now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let code = emu
+        .state()
+        .issue_auth_code(common::SUITE, "wwleakcorp000001");
+    let r = suite
+        .post(
+            COMMAND_PATH,
+            common::SUITE,
+            &create_auth_xml(common::SUITE, &code, now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    wait_metric(
+        &s.base,
+        "wecom_archive_events_total{type=\"create_auth\"} ",
+        1,
+    )
+    .await;
+    let state = dir.path().join("archive/state.sqlite");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pc = loop {
+        let corp = StateStore::open(&state)
+            .unwrap()
+            .auth_corp("wwleakcorp000001")
+            .unwrap();
+        if let Some(c) = corp {
+            break c.permanent_code.unwrap();
+        }
+        assert!(Instant::now() < deadline, "create_auth not handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Forged and malformed requests log their rejection.
+    let forged = CallbackSender::new("forgedToken", SUITE_AES, &s.base);
+    let r = forged
+        .post(
+            COMMAND_PATH,
+            common::SUITE,
+            &suite_ticket_xml(common::SUITE, "x", now()),
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    let stderr = s.stderr.join().unwrap();
+    assert!(stderr.contains("permanent code stored"), "{stderr}");
+    assert!(stderr.contains("callback rejected"), "{stderr}");
+    for secret in [
+        APP_TOKEN,
+        APP_AES,
+        SUITE_TOKEN,
+        SUITE_AES,
+        common::SUITE_SECRET,
+        ticket,
+        code.as_str(),
+        pc.expose(),
+    ] {
+        assert!(!stderr.contains(secret), "{secret:?} leaked:\n{stderr}");
+    }
+    // Issued tokens (emuST…/emuAT…) never show either.
+    assert!(
+        !stderr.contains("emuST") && !stderr.contains("emuAT"),
+        "{stderr}"
+    );
+}
