@@ -322,3 +322,41 @@ async fn logs_never_show_secrets() {
         "{stderr}"
     );
 }
+
+/// `[media] on_pull`: serve fetches the media of what it pulled, verified, as messages land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_downloads_media_after_each_pull_when_configured() {
+    use arrow_array::{Array, StringArray};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 400, 1000);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}\n[media]\non_pull = true\n")).unwrap();
+    let mut s = spawn(&cfg);
+    let ok = format!("wecom_archive_pulls_total{{corp=\"{SIM_CORP}\",outcome=\"ok\"}} ");
+    wait_metric(&s.base, &ok, 1).await;
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+
+    let corp_dir = dir.path().join(format!("archive/corp_id={SIM_CORP}"));
+    let file = std::fs::File::open(corp_dir.join("media_table/media.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut statuses = BTreeSet::new();
+    let mut rows = 0;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch.column_by_name("status").unwrap();
+        let col = col.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..col.len() {
+            statuses.insert(col.value(i).to_owned());
+            rows += 1;
+        }
+    }
+    assert!(
+        rows > 20,
+        "only {rows} media references in 400 simulated messages"
+    );
+    assert_eq!(statuses, BTreeSet::from(["done".to_owned()]));
+}

@@ -1,7 +1,6 @@
 //! `wecom-archive media`: download the media files of the messages already pulled, resumable
 //! and verified, and write the media table (see `docs/media.md`).
 
-use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,18 +13,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wecom_archive::config::{Config, CorpSection, MediaSection, SourceKind};
 use wecom_archive::media::{self, ChunkError, MediaOptions, MediaStats};
 use wecom_archive::pipeline::progress::set_active_bar;
-
-/// Media kinds `--types` accepts.
-const KINDS: &[&str] = &[
-    "image",
-    "voice",
-    "video",
-    "emotion",
-    "file",
-    "meeting_voice_call",
-    "voip_doc_share",
-    "other",
-];
 
 /// Arguments of `wecom-archive media`.
 #[derive(Debug, clap::Args)]
@@ -65,26 +52,12 @@ pub struct MediaArgs {
 impl MediaArgs {
     /// The options: these arguments over the config's `[media]` section.
     fn options(&self, section: &MediaSection) -> anyhow::Result<MediaOptions> {
-        let types = match self.types.as_ref().or(section.types.as_ref()) {
-            None => None,
-            Some(t) => {
-                let set: BTreeSet<String> = t.iter().map(|s| s.trim().to_owned()).collect();
-                if let Some(bad) = set.iter().find(|k| !KINDS.contains(&k.as_str())) {
-                    bail!(
-                        "media types: unknown media kind {bad:?}; known: {}",
-                        KINDS.join(", ")
-                    );
-                }
-                Some(set)
-            }
-        };
-        let concurrency = self.concurrency.or(section.concurrency).unwrap_or(2);
-        Ok(MediaOptions {
-            types,
-            max_size: self.max_size.or(section.max_size),
-            concurrency: concurrency.clamp(1, 64),
-            ..MediaOptions::default()
-        })
+        MediaOptions::build(
+            self.types.as_ref().or(section.types.as_ref()),
+            self.max_size.or(section.max_size),
+            self.concurrency.or(section.concurrency),
+        )
+        .map_err(anyhow::Error::msg)
     }
 }
 

@@ -57,6 +57,48 @@ impl Default for MediaOptions {
     }
 }
 
+/// Media kinds a `types` filter accepts.
+pub const KINDS: &[&str] = &[
+    "image",
+    "voice",
+    "video",
+    "emotion",
+    "file",
+    "meeting_voice_call",
+    "voip_doc_share",
+    "other",
+];
+
+impl MediaOptions {
+    /// Options from filters (a command line's, else a `[media]` section's): `types` checked
+    /// against [`KINDS`], `concurrency` clamped to 1..=64 (default 2).
+    pub fn build(
+        types: Option<&Vec<String>>,
+        max_size: Option<u64>,
+        concurrency: Option<usize>,
+    ) -> Result<Self, String> {
+        let types = match types {
+            None => None,
+            Some(t) => {
+                let set: BTreeSet<String> = t.iter().map(|s| s.trim().to_owned()).collect();
+                if let Some(bad) = set.iter().find(|k| !KINDS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "media types: unknown media kind {bad:?}; known: {}",
+                        KINDS.join(", ")
+                    ));
+                }
+                Some(set)
+            }
+        };
+        Ok(MediaOptions {
+            types,
+            max_size,
+            concurrency: concurrency.unwrap_or(2).clamp(1, 64),
+            ..MediaOptions::default()
+        })
+    }
+}
+
 /// What a media run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaStats {

@@ -63,6 +63,9 @@ impl PipelinePuller {
         );
         let after = store.checkpoint(corp_id).ok().flatten();
         let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
+        if result.is_ok() && !stopped && self.config.media.on_pull {
+            self.download_media(corp, stop);
+        }
         let report = PullReport {
             written: result.as_ref().map_or(0, |s| s.written),
             dead_lettered: result.as_ref().map_or(0, |s| s.dead_lettered),
@@ -92,6 +95,42 @@ impl PipelinePuller {
             tracing::warn!(corp = corp_id, error = %e, "could not record the run history");
         }
         Ok(report)
+    }
+}
+
+impl PipelinePuller {
+    /// `[media] on_pull`: fetches the media of what just landed. A media failure is logged and
+    /// retried at the next pull (downloads resume); it never fails the pull itself.
+    fn download_media(&self, corp: &crate::config::CorpSection, stop: &AtomicBool) {
+        let section = &self.config.media;
+        let options = match crate::media::MediaOptions::build(
+            section.types.as_ref(),
+            section.max_size,
+            section.concurrency,
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(corp = %corp.corp_id, error = %e, "media download skipped");
+                return;
+            }
+        };
+        let make_source = || {
+            crate::source::media_for_corp(&self.config, corp)
+                .map_err(|e| crate::media::ChunkError::Fatal(e.to_string()))
+        };
+        let corp_dir = crate::media::store::corp_dir(&self.config.out_dir(), &corp.corp_id);
+        match crate::media::run_corp(
+            &self.config.state_path(),
+            &corp.corp_id,
+            &corp_dir,
+            &options,
+            &make_source,
+            &|_| {},
+            stop,
+        ) {
+            Ok(stats) => tracing::info!(corp = %corp.corp_id, stats = ?stats, "media downloaded"),
+            Err(e) => tracing::warn!(corp = %corp.corp_id, error = %e, "media download failed"),
+        }
     }
 }
 
