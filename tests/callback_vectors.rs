@@ -33,7 +33,7 @@ fn u(v: &Value, key: &str) -> usize {
 }
 
 fn unhex(h: &str) -> Vec<u8> {
-    assert!(h.len() % 2 == 0, "odd hex length");
+    assert!(h.len().is_multiple_of(2), "odd hex length");
     (0..h.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))

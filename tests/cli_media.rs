@@ -120,7 +120,7 @@ fn messages_with_media(corp_dir: &Path) -> BTreeMap<String, u32> {
         }
         for f in std::fs::read_dir(&date).unwrap() {
             let f = f.unwrap().path();
-            if f.extension().map_or(true, |e| e != "parquet") {
+            if f.extension().is_none_or(|e| e != "parquet") {
                 continue;
             }
             let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
@@ -240,8 +240,7 @@ fn types_and_max_size_select_what_is_downloaded() {
     let rows = media_table(&corp_dir);
     assert!(rows.iter().any(|r| r.status == "done"));
     for r in &rows {
-        let selected =
-            (r.kind == "image" || r.kind == "file") && r.size.map_or(true, |s| s <= 40000);
+        let selected = (r.kind == "image" || r.kind == "file") && r.size.is_none_or(|s| s <= 40000);
         if r.status == "done" {
             assert!(selected, "{r:?}");
         } else {

@@ -184,11 +184,11 @@ fn corrupt(rng: &mut impl Rng) -> (Vec<u8>, Vec<u8>) {
         }
         6 => {
             let n = rng.gen_range(1..6);
-            em.extend(std::iter::repeat(b'=').take(n));
+            em.extend(std::iter::repeat_n(b'=', n));
         }
         7 => {
             let n = rng.gen_range(1..6);
-            ek.extend(std::iter::repeat(b'=').take(n));
+            ek.extend(std::iter::repeat_n(b'=', n));
         }
         8 => {
             // Hostile SdkKeyInfo: out-of-range framing values under a valid outer layer.

@@ -80,9 +80,9 @@ impl TokenStore for MemoryTokenStore {
     }
     fn save(&self, key: &str, token: &StoredToken) {
         let mut map = self.0.lock().expect("token store poisoned");
-        if !map
+        if map
             .get(key)
-            .is_some_and(|t| t.expires_at_unix > token.expires_at_unix)
+            .is_none_or(|t| t.expires_at_unix <= token.expires_at_unix)
         {
             map.insert(key.to_owned(), token.clone());
         }

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let corps: Vec<&CorpSection> = config
         .corps
         .iter()
-        .filter(|c| args.corp.as_ref().map_or(true, |id| &c.corp_id == id))
+        .filter(|c| args.corp.as_ref().is_none_or(|id| &c.corp_id == id))
         .collect();
     if corps.is_empty() {
         bail!(

@@ -320,7 +320,7 @@ impl CallbackCrypto {
         is_allowed: impl FnOnce(&str) -> bool,
     ) -> Result<Decrypted, CallbackError> {
         let len = buf.len();
-        if len == 0 || len % AES_BLOCK != 0 {
+        if len == 0 || !len.is_multiple_of(AES_BLOCK) {
             return Err(CallbackError::CiphertextLength { len });
         }
         Aes256CbcDec::new(
@@ -589,21 +589,21 @@ mod tests {
         let c = crypto();
         // Full 32-byte pad block, and a 17..32 pad length over a 16-multiple buffer.
         let mut p = plain(b"hi", RID); // 40 bytes
-        p.extend(std::iter::repeat(24u8).take(24));
+        p.extend(std::iter::repeat_n(24u8, 24));
         assert_eq!(c.decrypt(&seal_raw(&c, p), &[RID]).unwrap().msg, b"hi");
 
         let mut p = plain(b"hi", RID);
-        p.extend(std::iter::repeat(0u8).take(24));
+        p.extend(std::iter::repeat_n(0u8, 24));
         let err = c.decrypt(&seal_raw(&c, p), &[RID]).unwrap_err();
         assert_eq!(err, CallbackError::BadPadding { last_byte: 0 });
 
         let mut p = plain(b"hi", RID);
-        p.extend(std::iter::repeat(33u8).take(24));
+        p.extend(std::iter::repeat_n(33u8, 24));
         let err = c.decrypt(&seal_raw(&c, p), &[RID]).unwrap_err();
         assert_eq!(err, CallbackError::BadPadding { last_byte: 33 });
 
         let mut p = plain(b"hi", RID);
-        p.extend(std::iter::repeat(24u8).take(23));
+        p.extend(std::iter::repeat_n(24u8, 23));
         p.insert(40, 23);
         let err = c.decrypt(&seal_raw(&c, p), &[RID]).unwrap_err();
         assert_eq!(err, CallbackError::BadPadding { last_byte: 24 });
@@ -619,7 +619,7 @@ mod tests {
 
         let mut p = plain(b"", "");
         p[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-        p.extend(std::iter::repeat(12u8).take(12));
+        p.extend(std::iter::repeat_n(12u8, 12));
         let err = c.decrypt(&seal_raw(&c, p), &[""]).unwrap_err();
         assert_eq!(
             err,

@@ -282,7 +282,7 @@ fn aes_layer_decrypt<'b>(
 ) -> Result<&'b [u8], DecryptError> {
     sdk_b64decode(text, buf).map_err(|()| DecryptError::Base64Length { layer })?;
     let n = buf.len();
-    if n < 32 || n % 16 != 0 {
+    if n < 32 || !n.is_multiple_of(16) {
         return Err(DecryptError::Aes {
             layer,
             failure: AesFailure::Length(n),

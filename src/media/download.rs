@@ -334,7 +334,7 @@ impl<'a> Downloader<'a> {
             file.sync_all().map_err(self.io(id, &tmp))?;
             return Ok(Fetched::Complete(tmp));
         }
-        let token_agrees = range_start(&index).map_or(true, |s| s == done);
+        let token_agrees = range_start(&index).is_none_or(|s| s == done);
         if state.status == MediaStatus::Pending || on_disk < done || !token_agrees || done == 0 {
             // Nothing trustworthy to resume from: start over.
             (done, index) = (0, String::new());

@@ -332,10 +332,10 @@ pub fn run_corp(
     };
     let mut todo = Vec::new();
     for f in store.media_todo(corp_id)? {
-        let wanted = options.types.as_ref().map_or(true, |t| t.contains(&f.kind))
+        let wanted = options.types.as_ref().is_none_or(|t| t.contains(&f.kind))
             && options
                 .max_size
-                .map_or(true, |max| f.size_hint.map_or(true, |s| s <= max));
+                .is_none_or(|max| f.size_hint.is_none_or(|s| s <= max));
         if wanted {
             todo.push(f.sdkfileid);
         } else {

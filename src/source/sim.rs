@@ -161,7 +161,7 @@ impl SimSource {
             encrypt_random_key: wrapped.clone(),
             encrypt_chat_msg: key.encrypt(&mut rng, &bytes),
         };
-        if self.config.corrupt_every > 0 && seq % self.config.corrupt_every == 0 {
+        if self.config.corrupt_every > 0 && seq.is_multiple_of(self.config.corrupt_every) {
             // Transit damage: the record no longer decrypts (or no longer parses).
             match seq / self.config.corrupt_every % 3 {
                 0 => rec.encrypt_random_key.insert(7, '*'),
