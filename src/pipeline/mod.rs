@@ -59,19 +59,54 @@ impl Layout {
         }
     }
 
-    /// The partition (relative directory) of a row.
-    fn partition(&self, msgtime_ms: Option<i64>) -> String {
+    /// The partition (relative directory) of a row, and the range of `msgtime` (ms,
+    /// half-open) that shares it: the local day in `tz`.
+    fn partition(&self, msgtime_ms: Option<i64>) -> (String, Option<(i64, i64)>) {
         match self {
-            Layout::Flat => String::new(),
+            Layout::Flat => (String::new(), None),
             Layout::Hive { corp_id, tz } => {
-                let date = msgtime_ms
+                let zoned = msgtime_ms
                     .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                    .map(|t| t.to_zoned(tz.clone()).date().to_string())
+                    .map(|t| t.to_zoned(tz.clone()));
+                let Some(zoned) = zoned else {
                     // Hive's own name for a null partition value.
-                    .unwrap_or_else(|| "__HIVE_DEFAULT_PARTITION__".to_string());
-                format!("corp_id={corp_id}/date={date}")
+                    return (
+                        format!("corp_id={corp_id}/date=__HIVE_DEFAULT_PARTITION__"),
+                        None,
+                    );
+                };
+                let day = (|| {
+                    let start = zoned.start_of_day().ok()?;
+                    let end = zoned.tomorrow().ok()?.start_of_day().ok()?;
+                    Some((
+                        start.timestamp().as_millisecond(),
+                        end.timestamp().as_millisecond(),
+                    ))
+                })();
+                (format!("corp_id={corp_id}/date={}", zoned.date()), day)
             }
         }
+    }
+}
+
+/// The partition of the last row and the `msgtime` range it covers: rows arrive in seq order,
+/// so nearly every row falls in the same local day as the one before, and its partition is
+/// found without a time-zone conversion or an allocation.
+#[derive(Default)]
+struct PartitionCache {
+    day: Option<(i64, i64)>,
+    key: String,
+}
+
+impl PartitionCache {
+    fn key(&mut self, layout: &Layout, msgtime_ms: Option<i64>) -> &str {
+        let hit = matches!((self.day, msgtime_ms), (Some((a, z)), Some(t)) if a <= t && t < z);
+        if !hit {
+            let (key, day) = layout.partition(msgtime_ms);
+            self.key = key;
+            self.day = day;
+        }
+        &self.key
     }
 }
 
@@ -254,6 +289,7 @@ pub fn run(
         state,
         corp,
         builders: BTreeMap::new(),
+        partitions: PartitionCache::default(),
         stats: RunStats {
             checkpoint: from_seq,
             ..RunStats::default()
@@ -415,6 +451,8 @@ struct Writer<'a> {
     corp: String,
     /// One builder per partition seen in the current chunk, reused across chunks.
     builders: BTreeMap<String, (ChatBatchBuilder, u64, u64)>,
+    /// The partition of the last row.
+    partitions: PartitionCache,
     stats: RunStats,
     since_commit: u64,
     /// Highest seq handed to the sinks since the start (the next checkpoint).
@@ -463,12 +501,14 @@ impl Writer<'_> {
             }
             match outcome {
                 Outcome::Row(row) => {
-                    let partition = self.layout.partition(row.message.msgtime);
-                    let chunk = self.chunk;
-                    let (b, first, last) = self
-                        .builders
-                        .entry(partition)
-                        .or_insert_with(|| (ChatBatchBuilder::with_capacity(chunk), u64::MAX, 0));
+                    let partition = self.partitions.key(&self.layout, row.message.msgtime);
+                    if !self.builders.contains_key(partition) {
+                        let builder = ChatBatchBuilder::with_capacity(self.chunk);
+                        self.builders
+                            .insert(partition.to_owned(), (builder, u64::MAX, 0));
+                    }
+                    let (b, first, last) =
+                        self.builders.get_mut(partition).expect("inserted above");
                     b.append(row.seq, row.publickey_ver, &row.plaintext, &row.message);
                     *first = (*first).min(row.seq);
                     *last = (*last).max(row.seq);
@@ -580,5 +620,37 @@ impl Writer<'_> {
         self.stats.commits += 1;
         self.since_commit = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_cache_agrees_with_the_time_zone_across_day_boundaries() {
+        let layout = Layout::Hive {
+            corp_id: "ww1".into(),
+            tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+        };
+        // 2026-11-20 00:00 +08:00 is 2026-11-19 16:00 UTC.
+        let midnight = 1_795_104_000_000;
+        let mut cache = PartitionCache::default();
+        let cases = [
+            (Some(midnight - 1), "corp_id=ww1/date=2026-11-19"),
+            (Some(midnight), "corp_id=ww1/date=2026-11-20"),
+            (Some(midnight + 86_399_999), "corp_id=ww1/date=2026-11-20"),
+            (Some(midnight + 86_400_000), "corp_id=ww1/date=2026-11-21"),
+            (None, "corp_id=ww1/date=__HIVE_DEFAULT_PARTITION__"),
+            (Some(midnight - 1), "corp_id=ww1/date=2026-11-19"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(cache.key(&layout, t), want, "{t:?}");
+            assert_eq!(layout.partition(t).0, want, "{t:?}");
+        }
+        assert_eq!(
+            PartitionCache::default().key(&Layout::Flat, Some(midnight)),
+            ""
+        );
     }
 }
