@@ -7,10 +7,11 @@
 //! * [`providers`]: corp `access_token`, `suite_access_token`, `provider_access_token` and the
 //!   authorized-corp token, each a [`TokenProvider`];
 //! * [`oauth`]: member OAuth2 URLs, code exchange, QR login, WeCom browser detection;
-//! * [`config`]: the TOML auth configuration used by the CLI.
+//! * [`context`]: the client, token cache and providers built from the auth sections of the
+//!   configuration ([`crate::config`]).
 
 pub mod clock;
-pub mod config;
+pub mod context;
 pub mod oauth;
 pub mod providers;
 pub mod secret;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use wecom_archive::auth::clock::{format_unix_utc, Clock, SystemClock};
-use wecom_archive::auth::config::AuthContext;
+use wecom_archive::auth::context::AuthContext;
 use wecom_archive::auth::token::{StoredToken, TokenOrigin};
 use wecom_archive::auth::TokenProvider;
 

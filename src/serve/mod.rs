@@ -28,11 +28,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::service::Service;
 use crate::auth::clock::Clock;
-use crate::auth::config::{resolve_secret, AuthContext};
+use crate::auth::context::AuthContext;
 use crate::auth::secret::Secret;
 use crate::auth::token::{StoredToken, TokenStore};
 use crate::callback::{CallbackServer, Endpoint, KnownCorps, Limits, ReceiveIds, RouteKind};
 use crate::config::Config;
+use crate::config::SecretRef;
 use crate::crypto::callback::CallbackCrypto;
 use crate::state::{SharedState, StateStore, StoredSuiteTickets};
 use handler::EventHandler;
@@ -47,7 +48,7 @@ pub enum ServeError {
     Config(String),
     /// A secret or section of the auth configuration.
     #[error(transparent)]
-    Auth(#[from] crate::auth::config::ConfigError),
+    Auth(#[from] crate::config::ConfigError),
     /// The state database.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
@@ -164,13 +165,22 @@ fn crypto_for(
     key: (&Option<String>, &Option<std::path::PathBuf>),
 ) -> Result<CallbackCrypto, ServeError> {
     let res = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| config.resolve(p));
-    let t = resolve_secret(
+    let token_file = res(token.1);
+    let key_file = res(key.1);
+    let t = SecretRef {
         section,
-        "token",
-        token.0.as_deref(),
-        res(token.1).as_deref(),
-    )?;
-    let k = resolve_secret(section, "aes_key", key.0.as_deref(), res(key.1).as_deref())?;
+        field: "token",
+        env: token.0.as_deref(),
+        file: token_file.as_deref(),
+    }
+    .read()?;
+    let k = SecretRef {
+        section,
+        field: "aes_key",
+        env: key.0.as_deref(),
+        file: key_file.as_deref(),
+    }
+    .read()?;
     CallbackCrypto::new(t.expose(), k.expose())
         .map_err(|e| ServeError::Config(format!("[{section}]: {e}")))
 }
@@ -283,11 +293,10 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
 
     let puller: Arc<dyn Puller> = match options.puller {
         Some(p) => p,
-        None => Arc::new(pull::PipelinePuller::new(
-            config.clone(),
-            config.serve.commit_every,
-            clock.clone(),
-        )),
+        None => Arc::new(
+            pull::PipelinePuller::new(config.clone(), config.serve.commit_every)
+                .map_err(|e| ServeError::Config(format!("[media]: {e}")))?,
+        ),
     };
     let scheduler = Scheduler::new(
         config.corps.iter().map(|c| c.corp_id.clone()),

@@ -34,21 +34,30 @@
 //! ```
 //!
 //! The same file carries the WeCom-facing sections: `api_base`, `token_store`, `timeout_secs`,
-//! `[app]`, `[suite]`, `[provider]` and `[[authcorp]]` (see [`crate::auth::config`] and
-//! `docs/auth.md`), and for `serve` the `[callback]` and `[serve]` sections (see
-//! [`CallbackSection`], [`ServeSection`] and `docs/serve.md`).
+//! `[app]`, `[suite]`, `[provider]` and `[[authcorp]]` (resolved into an [`AuthConfig`] by
+//! [`Config::auth`]; see `docs/auth.md`), and for `serve` the `[callback]` and `[serve]` sections
+//! (see [`CallbackSection`], [`ServeSection`] and `docs/serve.md`).
 //!
-//! Relative paths are relative to the config file's directory.
+//! Relative paths are relative to the config file's directory. Every secret follows one rule,
+//! stated in [`secret`].
 
-use std::collections::BTreeMap;
+mod secret;
+mod sections;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auth::config::{AppSection, AuthConfig, AuthCorpSection, ProviderSection, SuiteSection};
+use crate::auth::context::AuthConfig;
 pub use crate::auth::secret::Secret;
+pub use secret::SecretRef;
+use sections::{default_out, default_poll, default_tz};
+pub use sections::{
+    AppCallback, AppSection, AuthCorpSection, CallbackSection, CorpSection, MediaSection,
+    ProviderSection, SdkSection, ServeSection, SourceKind, SuiteCallback, SuiteSection,
+};
 
-/// A configuration problem, naming the file and what to fix.
+/// A configuration problem, naming the file or section and what to fix; never a secret value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -75,6 +84,45 @@ pub enum ConfigError {
         /// What to fix.
         message: String,
     },
+    /// A section needed by the command is absent.
+    #[error("config has no [{0}] section")]
+    MissingSection(&'static str),
+    /// No authorized corp matches.
+    #[error("config has no [[authcorp]] entry{}", .0.as_ref().map(|c| format!(" for corp {c}")).unwrap_or_default())]
+    NoAuthCorp(Option<String>),
+    /// Neither `…_env` nor `…_file` is given, or both are.
+    #[error("[{section}]: give exactly one of {field}_env or {field}_file")]
+    SecretSource {
+        /// The section.
+        section: String,
+        /// The field prefix (`secret`, `ticket`, `permanent_code`).
+        field: &'static str,
+    },
+    /// The environment variable is unset or empty.
+    #[error("[{section}]: environment variable {var} ({field}) is unset or empty")]
+    EnvUnset {
+        /// The section.
+        section: String,
+        /// The variable.
+        var: String,
+        /// The field prefix.
+        field: &'static str,
+    },
+    /// The secret file cannot be read or is empty.
+    #[error("[{section}]: cannot read {field} from {path}: {reason}")]
+    SecretFile {
+        /// The section.
+        section: String,
+        /// The file.
+        path: PathBuf,
+        /// The field prefix.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP client cannot be built from the configured values.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
 }
 
 /// The whole configuration file.
@@ -128,227 +176,6 @@ pub struct Config {
     path: PathBuf,
 }
 
-/// `[sdk]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SdkSection {
-    /// `libWeWorkFinanceSdk_C.so`; env `WECOM_SDK` overrides.
-    pub library: Option<PathBuf>,
-    /// Proxy URL.
-    #[serde(default)]
-    pub proxy: String,
-    /// Env var holding the proxy credentials.
-    pub proxy_password_env: Option<String>,
-    /// Per-call timeout, seconds.
-    pub timeout_secs: Option<i32>,
-    /// Attempts per page on retryable errors (network, parse, system, worker crash).
-    pub max_attempts: Option<u32>,
-}
-
-/// `[media]`: media download defaults (command-line options override them).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MediaSection {
-    /// Download the new messages' media after each pull (`pull`; `serve` as messages land).
-    #[serde(default)]
-    pub on_pull: bool,
-    /// Only these kinds (`image`, `voice`, `video`, `emotion`, `file`, `meeting_voice_call`,
-    /// `voip_doc_share`, `other`).
-    pub types: Option<Vec<String>>,
-    /// Skip files announced larger than this many bytes.
-    pub max_size: Option<u64>,
-    /// Parallel downloads.
-    pub concurrency: Option<usize>,
-}
-
-/// Where a corp's records come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceKind {
-    /// The official SDK (`GetChatData`).
-    #[default]
-    Sdk,
-    /// The built-in simulator (demos, integration tests of `pull`/`serve` without WeCom): its
-    /// own keys, no secret.
-    Sim,
-}
-
-/// `[[corp]]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CorpSection {
-    /// The corp id (`ww…`).
-    pub corp_id: String,
-    /// `sdk` (default) or `sim`.
-    #[serde(default)]
-    pub source: SourceKind,
-    /// With `source = "sim"`: messages in the simulated archive.
-    pub sim_messages: Option<u64>,
-    /// Env var holding the archive secret.
-    pub secret_env: Option<String>,
-    /// File holding the archive secret.
-    pub secret_file: Option<PathBuf>,
-    /// `publickey_ver` → private key PEM file.
-    #[serde(default)]
-    pub keys: BTreeMap<String, PathBuf>,
-}
-
-/// `[callback]`: where and how `serve` receives WeCom callbacks.
-///
-/// ```toml
-/// [callback]
-/// listen = "127.0.0.1:8080"        # behind the TLS-terminating reverse proxy
-/// timestamp_window_secs = 300      # reject callbacks whose timestamp is further off
-/// max_body_bytes = 65536           # larger bodies get 413 before any parsing
-/// dedupe_ttl_secs = 3600           # how long a delivery is remembered (WeCom retries 3 times)
-/// queue_capacity = 4096            # events accepted but not yet handled; full = 503
-///
-/// [callback.app]                   # self-built app: receiveid = [app] corpid
-/// path = "/callback/app"
-/// token_env = "WECOM_CALLBACK_TOKEN"            # or token_file
-/// aes_key_env = "WECOM_CALLBACK_AES_KEY"        # EncodingAESKey; or aes_key_file
-///
-/// [callback.suite]                 # third-party / 代开发 suite
-/// command_path = "/callback/suite/command"      # receiveid = [suite] suite_id
-/// data_path = "/callback/suite/data"            # receiveid = the authorizing corp
-/// token_env = "WECOM_SUITE_CALLBACK_TOKEN"
-/// aes_key_env = "WECOM_SUITE_CALLBACK_AES_KEY"
-/// # GET URL checks on both paths: default [provider] corpid and [suite] suite_id
-/// verify_receiveids = ["wwprovider0123456"]
-/// ```
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallbackSection {
-    /// Listen address (`host:port`).
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// Largest accepted difference between a callback's `timestamp` and now, seconds.
-    #[serde(default = "default_window")]
-    pub timestamp_window_secs: i64,
-    /// Largest accepted request body, bytes.
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-    /// How long a delivery's dedupe key is remembered, seconds.
-    #[serde(default = "default_dedupe_ttl")]
-    pub dedupe_ttl_secs: i64,
-    /// Capacity of the queue between the HTTP handlers and the event handler.
-    #[serde(default = "default_queue")]
-    pub queue_capacity: usize,
-    /// The self-built app's receive URL.
-    pub app: Option<AppCallback>,
-    /// The suite's command and data URLs.
-    pub suite: Option<SuiteCallback>,
-}
-
-/// `[callback.app]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppCallback {
-    /// URL path.
-    #[serde(default = "default_app_path")]
-    pub path: String,
-    /// The corp (receiveid); default `[app] corpid`.
-    pub corpid: Option<String>,
-    /// Env var holding the callback Token.
-    pub token_env: Option<String>,
-    /// File holding the callback Token.
-    pub token_file: Option<PathBuf>,
-    /// Env var holding the EncodingAESKey.
-    pub aes_key_env: Option<String>,
-    /// File holding the EncodingAESKey.
-    pub aes_key_file: Option<PathBuf>,
-}
-
-/// `[callback.suite]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuiteCallback {
-    /// The command (指令) URL path.
-    #[serde(default = "default_command_path")]
-    pub command_path: String,
-    /// The data (数据) URL path.
-    #[serde(default = "default_data_path")]
-    pub data_path: String,
-    /// Env var holding the callback Token.
-    pub token_env: Option<String>,
-    /// File holding the callback Token.
-    pub token_file: Option<PathBuf>,
-    /// Env var holding the EncodingAESKey.
-    pub aes_key_env: Option<String>,
-    /// File holding the EncodingAESKey.
-    pub aes_key_file: Option<PathBuf>,
-    /// receiveids accepted by GET URL verification (default: `[provider] corpid` and the
-    /// suite_id).
-    #[serde(default)]
-    pub verify_receiveids: Vec<String>,
-}
-
-/// `[serve]`: the pull scheduler.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeSection {
-    /// Pulls running at the same time, over all corps.
-    #[serde(default = "default_concurrency")]
-    pub max_concurrent_pulls: usize,
-    /// Seconds between fallback polls of each corp (a lost `msgaudit_notify` is caught up);
-    /// default `poll_interval_secs`.
-    pub fallback_poll_secs: Option<u64>,
-    /// Records per commit.
-    #[serde(default = "default_commit_every")]
-    pub commit_every: u64,
-}
-
-impl Default for ServeSection {
-    fn default() -> Self {
-        ServeSection {
-            max_concurrent_pulls: default_concurrency(),
-            fallback_poll_secs: None,
-            commit_every: default_commit_every(),
-        }
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8080".into()
-}
-fn default_window() -> i64 {
-    300
-}
-fn default_max_body() -> usize {
-    64 * 1024
-}
-fn default_dedupe_ttl() -> i64 {
-    3600
-}
-fn default_queue() -> usize {
-    4096
-}
-fn default_app_path() -> String {
-    "/callback/app".into()
-}
-fn default_command_path() -> String {
-    "/callback/suite/command".into()
-}
-fn default_data_path() -> String {
-    "/callback/suite/data".into()
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_commit_every() -> u64 {
-    100_000
-}
-
-fn default_out() -> PathBuf {
-    "archive".into()
-}
-fn default_tz() -> String {
-    "Asia/Shanghai".into()
-}
-fn default_poll() -> u64 {
-    60
-}
-
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -357,9 +184,15 @@ impl Config {
             source,
         })?;
         let mut c: Config = toml::from_str(&text).map_err(|e| {
-            let mut message = e.to_string();
+            // The parser's message and the line, not its snippet of the file: the offending line
+            // may be a secret written inline by mistake.
+            let mut message = e.message().trim_end().to_owned();
+            if let Some(span) = e.span() {
+                let line = text[..span.start].matches('\n').count() + 1;
+                message = format!("line {line}: {message}");
+            }
             // The auth section used to be a [corp] table; it clashes with the [[corp]] list.
-            if message.contains("corp") && message.contains("expected a sequence") {
+            if message.contains("expected a sequence") && text.lines().any(|l| l.trim() == "[corp]") {
                 message.push_str(
                     "\n(the self-built app / archive secret section is now [app]; [[corp]] lists the corps to pull)",
                 );
@@ -454,9 +287,9 @@ impl Config {
             if corp.source == SourceKind::Sim {
                 continue;
             }
-            if corp.secret_env.is_none() && corp.secret_file.is_none() {
+            if corp.secret_env.is_some() == corp.secret_file.is_some() {
                 return Err(self.invalid(format!(
-                    "corp {}: set secret_env or secret_file (the 会话内容存档 Secret)",
+                    "corp {}: set exactly one of secret_env or secret_file (the 会话内容存档 Secret)",
                     corp.corp_id
                 )));
             }
@@ -496,7 +329,7 @@ impl Config {
     pub fn state_path(&self) -> PathBuf {
         match &self.state {
             Some(p) => self.resolve(p),
-            None => self.out_dir().join("state.sqlite"),
+            None => crate::sink::layout::state_path(&self.out_dir()),
         }
     }
 
@@ -521,40 +354,31 @@ impl Config {
             })
     }
 
-    /// The proxy credentials, if configured.
+    /// The SDK proxy's `user:password`, when `proxy_password_env` names one (else empty).
     pub fn proxy_password(&self) -> Result<Secret, ConfigError> {
         match &self.sdk.proxy_password_env {
             None => Ok(Secret::default()),
-            Some(var) => std::env::var(var).map(Secret::new).map_err(|_| {
-                self.invalid(format!(
-                    "proxy_password_env: environment variable {var} is not set"
-                ))
-            }),
+            Some(var) => SecretRef {
+                section: "sdk",
+                field: "proxy_password",
+                env: Some(var),
+                file: None,
+            }
+            .read(),
         }
     }
 
-    /// The archive secret of `corp`, from its env var or file.
+    /// The archive secret of `corp` (see [`secret`] for the rule).
     pub fn secret(&self, corp: &CorpSection) -> Result<Secret, ConfigError> {
-        if let Some(var) = &corp.secret_env {
-            if let Ok(v) = std::env::var(var) {
-                return Ok(Secret::new(v.trim().to_owned()));
-            }
-            if corp.secret_file.is_none() {
-                return Err(self.invalid(format!(
-                    "corp {}: environment variable {var} (secret_env) is not set",
-                    corp.corp_id
-                )));
-            }
+        let section = format!("corp {}", corp.corp_id);
+        let file = corp.secret_file.as_ref().map(|p| self.resolve(p));
+        SecretRef {
+            section: &section,
+            field: "secret",
+            env: corp.secret_env.as_deref(),
+            file: file.as_deref(),
         }
-        let file = self.resolve(corp.secret_file.as_ref().expect("checked at load"));
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            self.invalid(format!(
-                "corp {}: cannot read secret_file {}: {e}",
-                corp.corp_id,
-                file.display()
-            ))
-        })?;
-        Ok(Secret::new(text.trim().to_owned()))
+        .read()
     }
 
     /// The key files of `corp`, by version.
@@ -659,12 +483,19 @@ max_concurrent_pulls = 2
             ),
             ("bogus = 1\n", "unknown field"),
             ("[corp]\ncorpid = \"ww1\"\n", "now [app]"),
+            ("[app]\ncorpid = \"w\"\nsecret = \"inline-value\"\n", "line 3: unknown field"),
+            (
+                "[[corp]]\ncorp_id = \"ww1\"\nsecret_env = \"X\"\nsecret_file = \"f\"\nkeys = { 1 = \"a\" }\n",
+                "exactly one of secret_env or secret_file",
+            ),
         ];
         for (text, want) in cases {
             let err = Config::load(&write(dir.path(), text))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{text:?}: {err}");
+            assert!(err.contains("c.toml"), "{text:?}: {err}");
+            assert!(!err.contains("inline-value"), "{text:?}: {err}");
         }
     }
 }

@@ -1,0 +1,282 @@
+//! The sections of the configuration file, as they are written. [`super::Config`] owns the file
+//! and resolves paths and secrets; these types only say what a section may contain.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[sdk]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SdkSection {
+    /// `libWeWorkFinanceSdk_C.so`; env `WECOM_SDK` overrides.
+    pub library: Option<PathBuf>,
+    /// Proxy URL.
+    #[serde(default)]
+    pub proxy: String,
+    /// Env var holding the proxy credentials.
+    pub proxy_password_env: Option<String>,
+    /// Per-call timeout, seconds.
+    pub timeout_secs: Option<i32>,
+    /// Attempts per page on retryable errors (network, parse, system, worker crash).
+    pub max_attempts: Option<u32>,
+}
+
+/// `[media]`: media download defaults (command-line options override them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// Download the new messages' media after each pull (`pull`; `serve` as messages land).
+    #[serde(default)]
+    pub on_pull: bool,
+    /// Only these kinds (`image`, `voice`, `video`, `emotion`, `file`, `meeting_voice_call`,
+    /// `voip_doc_share`, `other`).
+    pub types: Option<Vec<String>>,
+    /// Skip files announced larger than this many bytes.
+    pub max_size: Option<u64>,
+    /// Parallel downloads.
+    pub concurrency: Option<usize>,
+}
+
+/// Where a corp's records come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// The official SDK (`GetChatData`).
+    #[default]
+    Sdk,
+    /// The built-in simulator (demos, integration tests of `pull`/`serve` without WeCom): its
+    /// own keys, no secret.
+    Sim,
+}
+
+/// `[[corp]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpSection {
+    /// The corp id (`ww…`).
+    pub corp_id: String,
+    /// `sdk` (default) or `sim`.
+    #[serde(default)]
+    pub source: SourceKind,
+    /// With `source = "sim"`: messages in the simulated archive.
+    pub sim_messages: Option<u64>,
+    /// Env var holding the archive secret.
+    pub secret_env: Option<String>,
+    /// File holding the archive secret.
+    pub secret_file: Option<PathBuf>,
+    /// `publickey_ver` → private key PEM file.
+    #[serde(default)]
+    pub keys: BTreeMap<String, PathBuf>,
+}
+
+/// `[callback]`: where and how `serve` receives WeCom callbacks.
+///
+/// ```toml
+/// [callback]
+/// listen = "127.0.0.1:8080"        # behind the TLS-terminating reverse proxy
+/// timestamp_window_secs = 300      # reject callbacks whose timestamp is further off
+/// max_body_bytes = 65536           # larger bodies get 413 before any parsing
+/// dedupe_ttl_secs = 3600           # how long a delivery is remembered (WeCom retries 3 times)
+/// queue_capacity = 4096            # events accepted but not yet handled; full = 503
+///
+/// [callback.app]                   # self-built app: receiveid = [app] corpid
+/// path = "/callback/app"
+/// token_env = "WECOM_CALLBACK_TOKEN"            # or token_file
+/// aes_key_env = "WECOM_CALLBACK_AES_KEY"        # EncodingAESKey; or aes_key_file
+///
+/// [callback.suite]                 # third-party / 代开发 suite
+/// command_path = "/callback/suite/command"      # receiveid = [suite] suite_id
+/// data_path = "/callback/suite/data"            # receiveid = the authorizing corp
+/// token_env = "WECOM_SUITE_CALLBACK_TOKEN"
+/// aes_key_env = "WECOM_SUITE_CALLBACK_AES_KEY"
+/// # GET URL checks on both paths: default [provider] corpid and [suite] suite_id
+/// verify_receiveids = ["wwprovider0123456"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSection {
+    /// Listen address (`host:port`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted difference between a callback's `timestamp` and now, seconds.
+    #[serde(default = "default_window")]
+    pub timestamp_window_secs: i64,
+    /// Largest accepted request body, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// How long a delivery's dedupe key is remembered, seconds.
+    #[serde(default = "default_dedupe_ttl")]
+    pub dedupe_ttl_secs: i64,
+    /// Capacity of the queue between the HTTP handlers and the event handler.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// The self-built app's receive URL.
+    pub app: Option<AppCallback>,
+    /// The suite's command and data URLs.
+    pub suite: Option<SuiteCallback>,
+}
+
+/// `[callback.app]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCallback {
+    /// URL path.
+    #[serde(default = "default_app_path")]
+    pub path: String,
+    /// The corp (receiveid); default `[app] corpid`.
+    pub corpid: Option<String>,
+    /// Env var holding the callback Token.
+    pub token_env: Option<String>,
+    /// File holding the callback Token.
+    pub token_file: Option<PathBuf>,
+    /// Env var holding the EncodingAESKey.
+    pub aes_key_env: Option<String>,
+    /// File holding the EncodingAESKey.
+    pub aes_key_file: Option<PathBuf>,
+}
+
+/// `[callback.suite]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteCallback {
+    /// The command (指令) URL path.
+    #[serde(default = "default_command_path")]
+    pub command_path: String,
+    /// The data (数据) URL path.
+    #[serde(default = "default_data_path")]
+    pub data_path: String,
+    /// Env var holding the callback Token.
+    pub token_env: Option<String>,
+    /// File holding the callback Token.
+    pub token_file: Option<PathBuf>,
+    /// Env var holding the EncodingAESKey.
+    pub aes_key_env: Option<String>,
+    /// File holding the EncodingAESKey.
+    pub aes_key_file: Option<PathBuf>,
+    /// receiveids accepted by GET URL verification (default: `[provider] corpid` and the
+    /// suite_id).
+    #[serde(default)]
+    pub verify_receiveids: Vec<String>,
+}
+
+/// `[serve]`: the pull scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSection {
+    /// Pulls running at the same time, over all corps.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_pulls: usize,
+    /// Seconds between fallback polls of each corp (a lost `msgaudit_notify` is caught up);
+    /// default `poll_interval_secs`.
+    pub fallback_poll_secs: Option<u64>,
+    /// Records per commit.
+    #[serde(default = "default_commit_every")]
+    pub commit_every: u64,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        ServeSection {
+            max_concurrent_pulls: default_concurrency(),
+            fallback_poll_secs: None,
+            commit_every: default_commit_every(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_window() -> i64 {
+    300
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_dedupe_ttl() -> i64 {
+    3600
+}
+fn default_queue() -> usize {
+    4096
+}
+fn default_app_path() -> String {
+    "/callback/app".into()
+}
+fn default_command_path() -> String {
+    "/callback/suite/command".into()
+}
+fn default_data_path() -> String {
+    "/callback/suite/data".into()
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_commit_every() -> u64 {
+    100_000
+}
+
+pub(super) fn default_out() -> PathBuf {
+    "archive".into()
+}
+pub(super) fn default_tz() -> String {
+    "Asia/Shanghai".into()
+}
+pub(super) fn default_poll() -> u64 {
+    60
+}
+
+/// `[app]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    /// The corpid.
+    pub corpid: String,
+    /// agentid or label, for messages.
+    pub agentid: Option<String>,
+    /// Environment variable holding the secret.
+    pub secret_env: Option<String>,
+    /// File holding the secret.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `[suite]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSection {
+    /// The suite_id.
+    pub suite_id: String,
+    /// Environment variable holding the suite_secret.
+    pub secret_env: Option<String>,
+    /// File holding the suite_secret.
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the latest suite_ticket.
+    pub ticket_env: Option<String>,
+    /// File holding the latest suite_ticket.
+    pub ticket_file: Option<PathBuf>,
+}
+
+/// `[provider]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    /// The provider's own corpid.
+    pub corpid: String,
+    /// Environment variable holding the provider_secret.
+    pub secret_env: Option<String>,
+    /// File holding the provider_secret.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `[[authcorp]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthCorpSection {
+    /// The authorized corp's corpid.
+    pub corpid: String,
+    /// Environment variable holding the permanent_code.
+    pub permanent_code_env: Option<String>,
+    /// File holding the permanent_code.
+    pub permanent_code_file: Option<PathBuf>,
+}
