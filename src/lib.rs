@@ -32,6 +32,7 @@ pub mod error;
 pub mod media;
 pub mod model;
 pub mod pipeline;
+pub mod pull;
 pub mod serve;
 pub mod sink;
 pub mod source;

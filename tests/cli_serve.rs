@@ -220,7 +220,7 @@ async fn sigterm_during_a_pull_commits_the_batch_and_exits_zero() {
     assert!(cp < 2_000_000, "the pull was stopped, not finished");
     let runs = store.runs(SIM_CORP, 10).unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].outcome, "stopped");
+    assert_eq!(runs[0].outcome, "interrupted");
     assert_eq!(runs[0].to_seq, cp);
     // Everything up to the checkpoint is in Parquet, exactly once, and nothing beyond it.
     assert_eq!(seqs(&dir.path().join("archive")), (1..=cp).collect());

@@ -142,7 +142,7 @@ fn pipeline_run(
     let dir = std::env::temp_dir().join(format!("wecom-archive-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut store = StateStore::open(&dir.join("state.sqlite"))?;
+    let mut store = StateStore::open(&wecom_archive::sink::layout::state_path(&dir))?;
     let mut source = SimSource::new(SimConfig {
         messages,
         ..SimConfig::default()

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use wecom_archive::crypto::unwrap::Backend;
 use wecom_archive::pipeline::progress::{summary, Progress};
-use wecom_archive::pipeline::{self, Layout, Output, RunOptions};
+use wecom_archive::pipeline::RunOptions;
+use wecom_archive::pull::{self, Target};
 use wecom_archive::source::sim::{demo_keyring, SimConfig, SimSource};
 use wecom_archive::state::StateStore;
 
@@ -61,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let mut store = StateStore::open(&args.out.join("state.sqlite"))?;
+    let mut store = StateStore::open(&wecom_archive::sink::layout::state_path(&args.out))?;
     let keyring = demo_keyring(Backend::default())?;
     let mut source = SimSource::new(SimConfig {
         messages: args.messages,
@@ -89,25 +90,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let progress = Progress::new("demo", Some(remaining));
     let stop = super::stop_flag();
-    let started = super::unix_now();
-    let result = pipeline::run(
+    let report = pull::pull_source(
+        &mut store,
+        &Target {
+            out: &args.out,
+            corp_id: &args.corp_id,
+            tz,
+        },
         &mut source,
         &keyring,
-        Output {
-            dir: &args.out,
-            layout: Layout::Hive {
-                corp_id: args.corp_id.clone(),
-                tz,
-            },
-            state: Some(&mut store),
-        },
         &options,
         &stop,
         &|s| progress.update(s),
     );
     progress.finish();
-    super::record_run(&store, &args.corp_id, started, before, &result);
-    let stats = result?;
+    if let Some(e) = report.error {
+        anyhow::bail!(e);
+    }
+    let stats = report.stats;
     println!("{}", summary(&stats));
     if stats.records_in == 0 {
         println!(

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             inv.temporaries
         );
     }
-    let state = args.dir.join("state.sqlite");
+    let state = wecom_archive::sink::layout::state_path(&args.dir);
     if state.exists() {
         let store = StateStore::open(&state)?;
         println!("\ncheckpoints ({}):", state.display());

@@ -4,15 +4,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wecom_archive::config::{Config, CorpSection, MediaSection, SourceKind};
-use wecom_archive::media::{self, ChunkError, MediaOptions, MediaStats};
+use wecom_archive::config::{Config, CorpSection, SourceKind};
 use wecom_archive::pipeline::progress::set_active_bar;
+use wecom_archive::pull::{self, MediaFilter};
 
 /// Arguments of `wecom-archive media`.
 #[derive(Debug, clap::Args)]
@@ -50,37 +49,31 @@ pub struct MediaArgs {
 }
 
 impl MediaArgs {
-    /// The options: these arguments over the config's `[media]` section.
-    fn options(&self, section: &MediaSection) -> anyhow::Result<MediaOptions> {
-        MediaOptions::build(
-            self.types.as_ref().or(section.types.as_ref()),
-            self.max_size.or(section.max_size),
-            self.concurrency.or(section.concurrency),
-        )
-        .map_err(anyhow::Error::msg)
+    /// These arguments as the library's filter (over the config's `[media]` section).
+    pub fn filter(&self) -> MediaFilter {
+        MediaFilter {
+            types: self.types.clone(),
+            max_size: self.max_size,
+            concurrency: self.concurrency,
+        }
     }
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
-    let corps: Vec<&CorpSection> = config
-        .corps
-        .iter()
-        .filter(|c| args.corp.as_ref().is_none_or(|id| &c.corp_id == id))
-        .collect();
-    if corps.is_empty() {
-        bail!(
-            "corp {} is not in {}",
-            args.corp.as_deref().unwrap_or("?"),
-            args.config.display()
-        );
-    }
+    let corps = super::select_corps(&config, args.corp.as_deref(), &args.config)?;
     check_library(&config, &corps)?;
+    let options =
+        pull::media_options(&config, &args.options.filter()).map_err(anyhow::Error::msg)?;
     let stop = super::stop_flag();
     let mut failed = 0;
     for corp in corps {
-        let stats = download_corp(&config, corp, &args.options, &stop)?;
+        let progress = BytesProgress::new(&corp.corp_id);
+        let result = pull::download_media(&config, corp, &options, &stop, &|n| progress.add(n));
+        progress.finish();
+        let stats = result.with_context(|| format!("corp {} media", corp.corp_id))?;
+        println!("{} media: {}", corp.corp_id, stats.summary());
         failed += stats.failed;
     }
     if failed > 0 {
@@ -103,61 +96,53 @@ pub fn check_library(config: &Config, corps: &[&CorpSection]) -> anyhow::Result<
     Ok(())
 }
 
-/// Downloads one corp's media and prints the summary.
-pub fn download_corp(
-    config: &Config,
-    corp: &CorpSection,
-    args: &MediaArgs,
-    stop: &AtomicBool,
-) -> anyhow::Result<MediaStats> {
-    let mut options = args.options(&config.media)?;
-    if let Some(n) = config.sdk.max_attempts {
-        // The same budget per chunk as per GetChatData page.
-        options.download.max_attempts = n.max(1);
-    }
-    let corp_dir = media::store::corp_dir(&config.out_dir(), &corp.corp_id);
-    let bar = bytes_bar(&corp.corp_id);
-    let make_source = || {
-        wecom_archive::source::media_for_corp(config, corp)
-            .map_err(|e| ChunkError::Fatal(e.to_string()))
-    };
-    // Without a terminal, a log line every few seconds instead of the bar.
-    let started = Instant::now();
-    let logged = Mutex::new((Instant::now(), 0u64));
-    let on_bytes = |n: u64| match &bar {
-        Some(b) => b.inc(n),
-        None => {
-            let mut l = logged.lock().expect("progress lock");
-            l.1 += n;
-            if l.0.elapsed() >= Duration::from_secs(5) {
-                l.0 = Instant::now();
-                let secs = started.elapsed().as_secs_f64().max(1e-3);
-                tracing::info!(
-                    target: "progress",
-                    corp = %corp.corp_id,
-                    mib = format!("{:.1}", l.1 as f64 / 1048576.0),
-                    mib_per_sec = format!("{:.1}", l.1 as f64 / 1048576.0 / secs),
-                    "media progress"
-                );
-            }
+/// Download progress: a bytes and bytes/s bar on a terminal, else a log line every few seconds.
+pub struct BytesProgress {
+    label: String,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    logged: Mutex<(Instant, u64)>,
+}
+
+impl BytesProgress {
+    /// Progress of `label`'s (a corp's) downloads.
+    pub fn new(label: &str) -> Self {
+        BytesProgress {
+            label: label.to_owned(),
+            bar: bytes_bar(label),
+            started: Instant::now(),
+            logged: Mutex::new((Instant::now(), 0)),
         }
-    };
-    let result = media::run_corp(
-        &config.state_path(),
-        &corp.corp_id,
-        &corp_dir,
-        &options,
-        &make_source,
-        &on_bytes,
-        stop,
-    );
-    if let Some(b) = &bar {
-        set_active_bar(None);
-        b.finish_and_clear();
     }
-    let stats = result.with_context(|| format!("corp {} media", corp.corp_id))?;
-    println!("{} media: {}", corp.corp_id, stats.summary());
-    Ok(stats)
+
+    /// `n` more bytes arrived.
+    pub fn add(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+            return;
+        }
+        let mut l = self.logged.lock().expect("progress lock");
+        l.1 += n;
+        if l.0.elapsed() >= Duration::from_secs(5) {
+            l.0 = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            tracing::info!(
+                target: "progress",
+                corp = %self.label,
+                mib = format!("{:.1}", l.1 as f64 / 1048576.0),
+                mib_per_sec = format!("{:.1}", l.1 as f64 / 1048576.0 / secs),
+                "media progress"
+            );
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            set_active_bar(None);
+            b.finish_and_clear();
+        }
+    }
 }
 
 /// A bytes and bytes/s bar on a terminal; nothing otherwise (the summary says it all).

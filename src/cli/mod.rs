@@ -18,8 +18,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use wecom_archive::pipeline::{RunError, RunStats};
-use wecom_archive::state::{RunRecord, StateStore};
 
 /// Turns the WeCom session archive (会话内容存档) into Parquet.
 #[derive(Debug, Parser)]
@@ -140,36 +138,20 @@ fn stop_flag() -> Arc<AtomicBool> {
     flag
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Appends the run to the history; a failure here is logged, never fatal.
-fn record_run(
-    store: &StateStore,
-    corp_id: &str,
-    started_at: i64,
-    before: Option<u64>,
-    result: &Result<RunStats, RunError>,
-) {
-    let after = store.checkpoint(corp_id).ok().flatten();
-    let (written, dead, outcome) = match result {
-        Ok(s) => (s.written, s.dead_lettered, "ok".to_string()),
-        Err(e) => (0, 0, e.to_string()),
-    };
-    let run = RunRecord {
-        corp_id: corp_id.to_owned(),
-        started_at,
-        finished_at: unix_now(),
-        from_seq: before.unwrap_or(0),
-        to_seq: after.unwrap_or(0),
-        written,
-        dead_lettered: dead,
-        outcome,
-    };
-    if let Err(e) = store.record_run(&run) {
-        tracing::warn!(error = %e, "could not record the run history");
+/// The corps of `config` that `corp` selects (all when `None`); an unknown corp is an error
+/// that names the file.
+fn select_corps<'c>(
+    config: &'c wecom_archive::config::Config,
+    corp: Option<&str>,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<&'c wecom_archive::config::CorpSection>> {
+    let corps: Vec<_> = config
+        .corps
+        .iter()
+        .filter(|c| corp.is_none_or(|id| c.corp_id == id))
+        .collect();
+    if corps.is_empty() {
+        anyhow::bail!("corp {} is not in {}", corp.unwrap_or("?"), path.display());
     }
+    Ok(corps)
 }

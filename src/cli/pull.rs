@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use wecom_archive::config::{Config, CorpSection};
+use anyhow::bail;
+use wecom_archive::config::Config;
 use wecom_archive::pipeline::progress::{summary, Progress};
-use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
-use wecom_archive::state::StateStore;
+use wecom_archive::pull::{self, Observer, PullOptions};
 
 /// Arguments of `wecom-archive pull`.
 #[derive(Debug, clap::Args)]
@@ -56,21 +55,26 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     config.require_corps()?;
-    let corps: Vec<&CorpSection> = config
-        .corps
-        .iter()
-        .filter(|c| args.corp.as_ref().is_none_or(|id| &c.corp_id == id))
-        .collect();
-    if corps.is_empty() {
-        bail!(
-            "corp {} is not in {}",
-            args.corp.as_deref().unwrap_or("?"),
-            args.config.display()
-        );
-    }
-    let out = config.out_dir();
-    let mut store = StateStore::open(&config.state_path())?;
+    let corps = super::select_corps(&config, args.corp.as_deref(), &args.config)?;
     super::media::check_library(&config, &corps)?;
+    if let Some(seq) = args.since_seq {
+        // Once, before the first round: `--follow` must not rewind at every round.
+        let store = wecom_archive::state::StateStore::open(&config.state_path())?;
+        for corp in &corps {
+            store.set_checkpoint(&corp.corp_id, seq)?;
+        }
+    }
+    let options = PullOptions {
+        commit_every: args.commit_every.max(1),
+        media: if args.media || config.media.on_pull {
+            Some(
+                pull::media_options(&config, &args.media_options.filter())
+                    .map_err(anyhow::Error::msg)?,
+            )
+        } else {
+            None
+        },
+    };
     let stop = super::stop_flag();
     let mut dead_lettered = 0;
     let mut failed: Vec<String> = Vec::new();
@@ -83,23 +87,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             // One corp's failure (a bad secret, a network outage) does not hold up the others;
             // its committed work is kept and the next round resumes it.
-            match pull_corp(&config, corp, &out, &mut store, &args, &stop) {
-                Ok(stats) => {
-                    dead_lettered += stats.dead_lettered;
-                    if (args.media || config.media.on_pull) && !stop.load(Ordering::Relaxed) {
-                        // Media fails like a pull: reported, the other corps go on.
-                        let media =
-                            super::media::download_corp(&config, corp, &args.media_options, &stop);
-                        if let Err(e) = media {
-                            eprintln!("error: {e:#}");
-                            failed.push(corp.corp_id.clone());
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
+            let progress = Progress::new(&corp.corp_id, None);
+            let media_bar = super::media::BytesProgress::new(&corp.corp_id);
+            let report = pull::pull_corp(
+                &config,
+                corp,
+                &options,
+                &stop,
+                &Observer {
+                    progress: &|s| progress.update(s),
+                    media_bytes: &|n| media_bar.add(n),
+                },
+            );
+            progress.finish();
+            media_bar.finish();
+            dead_lettered += report.dead_lettered();
+            match &report.error {
+                None => println!("{}: {}", corp.corp_id, summary(&report.stats)),
+                Some(e) => {
+                    eprintln!("error: {e}");
                     failed.push(corp.corp_id.clone());
                 }
+            }
+            match &report.media {
+                Some(Ok(stats)) => println!("{} media: {}", corp.corp_id, stats.summary()),
+                // Media fails like a pull: reported, the other corps go on.
+                Some(Err(e)) => {
+                    eprintln!("error: corp {} media: {e}", corp.corp_id);
+                    failed.push(corp.corp_id.clone());
+                }
+                None => {}
             }
         }
         if !args.follow || stop.load(Ordering::Relaxed) {
@@ -116,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if !failed.is_empty() {
+        failed.dedup();
         bail!(
             "pull failed for {} of {} corps: {}",
             failed.len(),
@@ -128,45 +146,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::EXIT_DEAD_LETTERS));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn pull_corp(
-    config: &Config,
-    corp: &CorpSection,
-    out: &std::path::Path,
-    store: &mut StateStore,
-    args: &Args,
-    stop: &std::sync::atomic::AtomicBool,
-) -> anyhow::Result<RunStats> {
-    if let Some(seq) = args.since_seq {
-        store.set_checkpoint(&corp.corp_id, seq)?;
-    }
-    let (mut source, keyring) = wecom_archive::source::for_corp(config, corp)?;
-    let before = store.checkpoint(&corp.corp_id)?;
-    let options = RunOptions {
-        commit_every: args.commit_every.max(1),
-        ..RunOptions::default()
-    };
-    let progress = Progress::new(&corp.corp_id, None);
-    let started = super::unix_now();
-    let result = pipeline::run(
-        source.as_mut(),
-        &keyring,
-        Output {
-            dir: out,
-            layout: Layout::Hive {
-                corp_id: corp.corp_id.clone(),
-                tz: config.tz(),
-            },
-            state: Some(store),
-        },
-        &options,
-        stop,
-        &|s| progress.update(s),
-    );
-    progress.finish();
-    super::record_run(store, &corp.corp_id, started, before, &result);
-    let stats = result.with_context(|| format!("corp {}", corp.corp_id))?;
-    println!("{}: {}", corp.corp_id, summary(&stats));
-    Ok(stats)
 }

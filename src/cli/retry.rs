@@ -63,7 +63,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let tz = jiff::tz::TimeZone::get(&args.timezone)
                 .with_context(|| format!("time zone {:?}", args.timezone))?;
-            (out.clone(), out.join("state.sqlite"), tz)
+            (
+                out.clone(),
+                wecom_archive::sink::layout::state_path(&out),
+                tz,
+            )
         }
     };
     for (ver, pem) in &args.keys {
@@ -78,7 +82,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         corp_id: args.corp.clone(),
         tz,
     };
-    let dead_dir = layout.dead_letter_root(&out).join("dead_letter");
+    let dead_dir = layout
+        .dead_letter_root(&out)
+        .join(wecom_archive::sink::layout::DEAD_LETTER_DIR);
     let files =
         dead_letter_files(&dead_dir).with_context(|| format!("listing {}", dead_dir.display()))?;
     let mut source = DeadLetterSource::open(&files)?;

@@ -30,6 +30,7 @@ use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
 use crate::model::schema::ChatBatchBuilder;
 use crate::sink::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::sink::layout;
 use crate::sink::parquet::{CommittedPart, ParquetOptions, ParquetSink, SinkError};
 use crate::source::{Item, Rejected, Source, SourceError, MAX_PAGE};
 use crate::state::{Rename, StateError, StateStore};
@@ -55,7 +56,7 @@ impl Layout {
     pub fn dead_letter_root(&self, out: &Path) -> PathBuf {
         match self {
             Layout::Flat => out.to_owned(),
-            Layout::Hive { corp_id, .. } => out.join(format!("corp_id={corp_id}")),
+            Layout::Hive { corp_id, .. } => layout::corp_dir(out, corp_id),
         }
     }
 
@@ -69,11 +70,7 @@ impl Layout {
                     .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                     .map(|t| t.to_zoned(tz.clone()));
                 let Some(zoned) = zoned else {
-                    // Hive's own name for a null partition value.
-                    return (
-                        format!("corp_id={corp_id}/date=__HIVE_DEFAULT_PARTITION__"),
-                        None,
-                    );
+                    return (layout::partition(corp_id, None), None);
                 };
                 let day = (|| {
                     let start = zoned.start_of_day().ok()?;
@@ -83,7 +80,7 @@ impl Layout {
                         end.timestamp().as_millisecond(),
                     ))
                 })();
-                (format!("corp_id={corp_id}/date={}", zoned.date()), day)
+                (layout::partition(corp_id, Some(zoned.date())), day)
             }
         }
     }

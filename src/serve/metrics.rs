@@ -1,26 +1,10 @@
 //! Counters and gauges of `serve`, rendered as Prometheus text (exposition format 0.0.4) on
 //! `/metrics`. Hand-written: a few maps behind one mutex are plenty for callback and pull rates.
 
+use crate::pull::PullReport;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-
-/// What a pull ended with, for [`Metrics::pull_finished`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PullReport {
-    /// Rows written.
-    pub written: u64,
-    /// Records dead-lettered.
-    pub dead_lettered: u64,
-    /// Checkpoint before the pull.
-    pub from_seq: u64,
-    /// Checkpoint after the pull.
-    pub to_seq: u64,
-    /// The pull ran to the end of the archive (not stopped, no error).
-    pub caught_up: bool,
-    /// The error, if it failed (never contains a secret).
-    pub error: Option<String>,
-}
 
 #[derive(Debug, Default, Clone)]
 struct CorpStats {
@@ -131,11 +115,11 @@ impl Metrics {
             } else {
                 c.pulls_ok += 1;
             }
-            c.records += report.written;
-            c.dead_letters += report.dead_lettered;
+            c.records += report.written();
+            c.dead_letters += report.dead_lettered();
             c.checkpoint = report.to_seq;
             c.lag_seq = report.to_seq.saturating_sub(report.from_seq);
-            if report.caught_up {
+            if report.caught_up() {
                 c.caught_up_at = Some(now);
             }
         });
@@ -310,12 +294,14 @@ mod tests {
         m.pull_finished(
             "ww1",
             &PullReport {
-                written: 10,
-                dead_lettered: 1,
+                stats: crate::pipeline::RunStats {
+                    written: 10,
+                    dead_lettered: 1,
+                    ..Default::default()
+                },
                 from_seq: 5,
                 to_seq: 16,
-                caught_up: true,
-                error: None,
+                ..PullReport::default()
             },
             100,
         );

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Semaphore};
 
 use crate::auth::clock::Clock;
-use crate::serve::metrics::{Metrics, PullReport};
+use crate::pull::{Outcome, PullReport};
+use crate::serve::metrics::Metrics;
 
 /// Runs one pull of a corp, to the end of its archive or until `stop` is set (then it finishes
 /// the current batch and commits). Blocking.
@@ -224,6 +225,8 @@ impl Scheduler {
             let report = tokio::task::spawn_blocking(move || puller.pull(&name, &stop))
                 .await
                 .unwrap_or_else(|e| PullReport {
+                    corp_id: corp.clone(),
+                    outcome: Outcome::Failed,
                     error: Some(format!("the pull task failed: {e}")),
                     ..PullReport::default()
                 });
@@ -231,8 +234,9 @@ impl Scheduler {
             match &report.error {
                 None => tracing::info!(
                     corp = %corp,
-                    written = report.written,
-                    dead_lettered = report.dead_lettered,
+                    outcome = report.outcome.as_str(),
+                    written = report.written(),
+                    dead_lettered = report.dead_lettered(),
                     checkpoint = report.to_seq,
                     "pull finished"
                 ),
@@ -302,7 +306,7 @@ mod tests {
                     .0;
             }
             PullReport {
-                caught_up: true,
+                outcome: Outcome::Ok,
                 ..PullReport::default()
             }
         }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::atomic::{AtomicFile, Prepared};
+use super::layout;
 use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
 
@@ -76,7 +77,7 @@ impl DeadLetterSink {
     /// Dead letters will go under `out_dir/dead_letter/`.
     pub fn new(out_dir: &Path) -> Self {
         DeadLetterSink {
-            dir: out_dir.join("dead_letter"),
+            dir: out_dir.join(layout::DEAD_LETTER_DIR),
             open: None,
             total: 0,
             committed: Vec::new(),
@@ -123,10 +124,7 @@ impl DeadLetterSink {
         let Some(open) = self.open.take() else {
             return Ok(None);
         };
-        let name = match (open.first, open.last) {
-            (Some(f), Some(l)) => format!("dead-{f:020}-{l:020}-{}.jsonl", open.file.token()),
-            _ => format!("dead-unknown-{}.jsonl", open.file.token()),
-        };
+        let name = layout::dead_letter_file(open.first.zip(open.last), open.file.token());
         open.file.prepare(&name).map(Some)
     }
 

@@ -11,6 +11,8 @@ use arrow_array::{Array, StringArray, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+use super::layout;
+
 /// A failure to read an output directory.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -110,35 +112,18 @@ fn walk(dir: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
         let name = e.file_name().to_string_lossy().into_owned();
         if e.file_type().map_err(io)?.is_dir() {
             // Downloaded media and the media table are not message rows.
-            if name != "media" && name != "media_table" {
+            if name != layout::MEDIA_DIR && name != layout::MEDIA_TABLE_DIR {
                 walk(&path, inv)?;
             }
         } else if name.starts_with('.') && name.ends_with(".tmp") {
             inv.temporaries += 1;
         } else if name.ends_with(".parquet") {
             read_parquet(&path, inv)?;
-        } else if name.ends_with(".jsonl")
-            && path.parent().is_some_and(|p| p.ends_with("dead_letter"))
-        {
+        } else if layout::is_dead_letter_file(&path) {
             read_dead_letters(&path, inv)?;
         }
     }
     Ok(())
-}
-
-/// `corp_id=…` and `date=…` from a Hive path.
-fn partition_of(path: &Path) -> (String, String) {
-    let mut corp = String::new();
-    let mut date = String::new();
-    for c in path.components() {
-        let c = c.as_os_str().to_string_lossy();
-        if let Some(v) = c.strip_prefix("corp_id=") {
-            corp = v.to_owned();
-        } else if let Some(v) = c.strip_prefix("date=") {
-            date = v.to_owned();
-        }
-    }
-    (corp, date)
 }
 
 fn read_parquet(path: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
@@ -159,7 +144,7 @@ fn read_parquet(path: &Path, inv: &mut Inventory) -> Result<(), InventoryError> 
     let mask = ProjectionMask::leaves(schema, wanted);
     let reader = builder.with_projection(mask).build().map_err(pq)?;
     inv.files += 1;
-    let partition = partition_of(path);
+    let partition = layout::partition_of(path);
     for batch in reader {
         let batch = batch.map_err(|e| pq(e.into()))?;
         let seq = batch

@@ -4,4 +4,5 @@
 pub mod atomic;
 pub mod dead_letter;
 pub mod inventory;
+pub mod layout;
 pub mod parquet;

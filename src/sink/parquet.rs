@@ -198,10 +198,8 @@ impl ParquetSink {
         let mut out = Vec::with_capacity(open.len());
         for (_, part) in open {
             let file = part.writer.into_inner().map_err(|e| self.pq(e))?;
-            let name = format!(
-                "{}-{}-{}.parquet",
-                self.options.file_prefix, part.first_seq, part.last_seq
-            );
+            let name =
+                super::layout::part_file(&self.options.file_prefix, part.first_seq, part.last_seq);
             let prepared = file.prepare(&name).map_err(|e| self.io(e))?;
             out.push(PreparedPart {
                 part: CommittedPart {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use wecom_archive::auth::clock::ManualClock;
 use wecom_archive::config::Config;
 use wecom_archive::emulator::callback::CallbackSender;
-use wecom_archive::serve::metrics::PullReport;
+use wecom_archive::pull::{Outcome, PullReport};
 use wecom_archive::serve::scheduler::Puller;
 use wecom_archive::serve::{self, Options, Running};
 
@@ -135,7 +135,7 @@ impl Puller for GatedPuller {
                 .0;
         }
         PullReport {
-            caught_up: true,
+            outcome: Outcome::Ok,
             ..PullReport::default()
         }
     }
