@@ -2,7 +2,6 @@
 //! and verified, and write the media table (see `docs/media.md`).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
@@ -17,13 +16,11 @@ use wecom_archive::pipeline::progress::set_active_bar;
 /// Arguments of `wecom-archive media`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (see the README for its format).
-    #[arg(long, short, default_value = "wecom-archive.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
 
-    /// Only this corp (default: every corp in the config).
-    #[arg(long)]
-    corp: Option<String>,
+    #[command(flatten)]
+    corp: super::args::CorpFilter,
 
     #[command(flatten)]
     options: MediaArgs,
