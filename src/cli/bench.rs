@@ -35,6 +35,10 @@ pub struct Args {
     /// RSA backend.
     #[arg(long, default_value = "aws-lc")]
     backend: Backend,
+
+    // The "all cores" runs use this many threads instead of one per core.
+    #[command(flatten)]
+    pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.
@@ -56,7 +60,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sim_rate = n as f64 / start.elapsed().as_secs_f64();
     println!("simulator record generation, 1 core: {sim_rate:.0} records/s");
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = args
+        .threads
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (mut unwrap_rate, mut single, mut all): (f64, Option<RunStats>, Option<RunStats>) =
         (0.0, None, None);
     let better = |best: Option<RunStats>, s: RunStats| match best {

@@ -1,6 +1,5 @@
 //! `wecom-archive check-agree`: whether external contacts agreed to session archiving.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,14 +11,8 @@ use super::token::{auth_context, runtime};
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["room", "pair"])))]
 pub struct Args {
-    /// The configuration file; `[app]` must hold the 会话内容存档 secret.
-    #[arg(
-        long,
-        short,
-        env = "WECOM_ARCHIVE_CONFIG",
-        default_value = "wecom-archive.toml"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
 
     /// A group chat (roomid): the agreement of each external member.
     #[arg(long)]

@@ -15,16 +15,15 @@ use wecom_archive::source::DumpSource;
 
 /// Arguments of `wecom-archive decrypt`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("key", |a| a.required(true)))]
 pub struct Args {
     /// The dump: a GetChatData response (`{"chatdata":[...]}`), JSON Lines of records or of
     /// responses; gzip is detected; `-` reads stdin.
     #[arg(long, short)]
     input: PathBuf,
 
-    /// A private key for one publickey_ver, as VERSION=PEM_FILE (PKCS#1 or PKCS#8). Repeat for
-    /// every key version the archive uses.
-    #[arg(long = "key", short = 'k', value_name = "VER=PEM", required = true, value_parser = parse_key_arg)]
-    keys: Vec<(u32, PathBuf)>,
+    #[command(flatten)]
+    keys: super::args::KeyArgs,
 
     /// Output directory for Parquet files and `dead_letter/`.
     #[arg(long, short)]
@@ -45,17 +44,9 @@ pub struct Args {
     /// Rows per Parquet file.
     #[arg(long, default_value_t = 1_000_000)]
     rows_per_file: usize,
-}
 
-/// Parses `VERSION=PEM_FILE`.
-pub(super) fn parse_key_arg(s: &str) -> Result<(u32, PathBuf), String> {
-    let (ver, path) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected VERSION=PEM_FILE, got {s:?}"))?;
-    let ver = ver.trim().parse::<u32>().map_err(|_| {
-        format!("key version {ver:?} is not a number (publickey_ver is an integer)")
-    })?;
-    Ok((ver, PathBuf::from(path)))
+    #[command(flatten)]
+    pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.

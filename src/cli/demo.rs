@@ -50,6 +50,9 @@ pub struct Args {
     /// Start over: delete the output directory first.
     #[arg(long)]
     fresh: bool,
+
+    #[command(flatten)]
+    pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.

@@ -2,7 +2,6 @@
 //! and verified, and write the media table (see `docs/media.md`).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,13 +15,11 @@ use wecom_archive::pull::{self, MediaFilter};
 /// Arguments of `wecom-archive media`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (see the README for its format).
-    #[arg(long, short, default_value = "wecom-archive.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
 
-    /// Only this corp (default: every corp in the config).
-    #[arg(long)]
-    corp: Option<String>,
+    #[command(flatten)]
+    corp: super::args::CorpFilter,
 
     #[command(flatten)]
     options: MediaArgs,

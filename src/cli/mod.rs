@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand. Only this module knows about the terminal.
 
+mod args;
 mod bench;
 mod check_agree;
 mod decrypt;
@@ -17,16 +18,12 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Turns the WeCom session archive (会话内容存档) into Parquet.
 #[derive(Debug, Parser)]
 #[command(name = "wecom-archive", version, about, long_about = None)]
 struct Cli {
-    /// Worker threads for decryption (default: one per core).
-    #[arg(long, global = true, env = "WECOM_ARCHIVE_THREADS")]
-    threads: Option<usize>,
-
     #[command(subcommand)]
     command: Command,
 }
@@ -61,14 +58,50 @@ enum Command {
     Serve(serve::Args),
 }
 
+impl Command {
+    /// `--threads`, on the commands that decrypt.
+    fn threads(&self) -> Option<usize> {
+        match self {
+            Command::Demo(a) => a.threads.threads,
+            Command::Pull(a) => a.threads.threads,
+            Command::Decrypt(a) => a.threads.threads,
+            Command::RetryDeadLetters(a) => a.threads.threads,
+            Command::Serve(a) => a.threads.threads,
+            // bench sizes its own pools.
+            Command::Bench(_)
+            | Command::Media(_)
+            | Command::Inspect(_)
+            | Command::SdkWorker(_)
+            | Command::Token(_)
+            | Command::PermitUsers(_)
+            | Command::CheckAgree(_) => None,
+        }
+    }
+}
+
+/// Parses the command line, settling what clap cannot say by itself.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::RetryDeadLetters(args), Some(sub)) = (
+        &mut cli.command,
+        matches.subcommand_matches("retry-dead-letters"),
+    ) {
+        if let Err(e) = args.config.yield_to_out(sub, "out") {
+            e.exit();
+        }
+    }
+    cli
+}
+
 /// Exit code when the run finished but `--strict` was given and records were dead-lettered.
 pub const EXIT_DEAD_LETTERS: u8 = 3;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     init_logging();
-    if let Some(n) = cli.threads {
+    if let Some(n) = cli.command.threads() {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()

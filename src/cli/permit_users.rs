@@ -1,6 +1,5 @@
 //! `wecom-archive permit-users`: members with the session-archive licence.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,14 +10,8 @@ use super::token::{auth_context, runtime};
 /// Arguments of `wecom-archive permit-users`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file; `[app]` must hold the 会话内容存档 secret.
-    #[arg(
-        long,
-        short,
-        env = "WECOM_ARCHIVE_CONFIG",
-        default_value = "wecom-archive.toml"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
 
     /// Only one licence type: 1 办公版, 2 服务版, 3 企业版 (default: all).
     #[arg(long = "type", value_parser = clap::value_parser!(u8).range(1..=3))]

@@ -1,7 +1,6 @@
 //! `wecom-archive pull`: the official SDK → pipeline → Hive-partitioned Parquet, per corp,
 //! checkpointed; once, or following the archive.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,13 +13,14 @@ use wecom_archive::pull::{self, Observer, PullOptions};
 /// Arguments of `wecom-archive pull`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (see the README for its format).
-    #[arg(long, short, default_value = "wecom-archive.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
 
-    /// Pull only this corp (default: every corp in the config).
-    #[arg(long)]
-    corp: Option<String>,
+    #[command(flatten)]
+    corp: super::args::CorpFilter,
+
+    #[command(flatten)]
+    pub(super) threads: super::args::ThreadsArg,
 
     /// Pull until caught up, then exit (the default).
     #[arg(long, conflicts_with = "follow")]

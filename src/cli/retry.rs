@@ -18,23 +18,28 @@ use wecom_archive::state::StateStore;
 
 /// Arguments of `wecom-archive retry-dead-letters`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("key", |a| a.help(
+    "A private key as VERSION=PEM_FILE, when not using --config (repeat per version; adds to \
+     the config's keys otherwise)"
+)))]
 pub struct Args {
-    /// The configuration of `pull` (gives the output, state, time zone and keys).
-    #[arg(long, short, conflicts_with = "out")]
-    config: Option<PathBuf>,
+    // `--out` replaces it: see `OptionalConfigArg::yield_to_out`.
+    #[command(flatten)]
+    pub(super) config: super::args::OptionalConfigArg,
 
     /// The corp whose dead letters to re-run.
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     corp: String,
 
-    /// Output root (of `demo` or `pull`), when not using --config.
+    /// Output root (of `demo` or `pull`), instead of --config.
     #[arg(long)]
     out: Option<PathBuf>,
 
-    /// A private key as VERSION=PEM_FILE, when not using --config (repeat per version; adds to
-    /// the config's keys otherwise).
-    #[arg(long = "key", short = 'k', value_name = "VER=PEM", value_parser = super::decrypt::parse_key_arg)]
-    keys: Vec<(u32, PathBuf)>,
+    #[command(flatten)]
+    keys: super::args::KeyArgs,
+
+    #[command(flatten)]
+    pub(super) threads: super::args::ThreadsArg,
 
     /// Time zone of the date= partitions, when not using --config.
     #[arg(long, default_value = "Asia/Shanghai")]
@@ -44,7 +49,7 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut keyring = Keyring::new(Backend::default());
-    let (out, state_path, tz) = match &args.config {
+    let (out, state_path, tz) = match &args.config.path {
         Some(path) => {
             let config = Config::load(path)?;
             let corp = config

@@ -1,7 +1,6 @@
 //! `wecom-archive serve`: the callback server, the event handler and the per-corp scheduler,
 //! until SIGTERM / Ctrl-C (graceful: stop accepting, finish the current batch, commit).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,14 +12,11 @@ use wecom_archive::serve::{self, Options};
 /// Arguments of `wecom-archive serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The configuration file (see docs/serve.md).
-    #[arg(
-        long,
-        short,
-        env = "WECOM_ARCHIVE_CONFIG",
-        default_value = "wecom-archive.toml"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
+
+    #[command(flatten)]
+    pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.

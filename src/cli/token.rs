@@ -1,6 +1,6 @@
 //! `wecom-archive token`: fetch (or reuse) a token and print its status, masked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -26,23 +26,19 @@ pub enum Kind {
 
 /// Arguments of `wecom-archive token`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("corp", |a| a.help(
+    "With `--kind authcorp`: the authorized corp (default: the first `[[authcorp]]`)"
+)))]
 pub struct Args {
-    /// The configuration file (TOML; see docs/auth.md).
-    #[arg(
-        long,
-        short,
-        env = "WECOM_ARCHIVE_CONFIG",
-        default_value = "wecom-archive.toml"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    config: super::args::ConfigArg,
 
     /// Which token.
     #[arg(long, value_enum, default_value = "app")]
     kind: Kind,
 
-    /// With `--kind authcorp`: the authorized corp (default: the first `[[authcorp]]`).
-    #[arg(long)]
-    corp: Option<String>,
+    #[command(flatten)]
+    corp: super::args::CorpFilter,
 }
 
 /// Loads the configuration file and builds the client and token cache from its auth sections.
