@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::file::DumpReader;
+use super::media::{ChunkError, MediaChunk, MediaSource};
 use super::{Page, Source, SourceError, MAX_PAGE};
 use crate::config::Secret;
 
@@ -793,13 +794,13 @@ impl SdkSource {
 }
 
 impl SdkSource {
-    /// One `GetMediaData` call through the worker (no retries: [`crate::media::download`]
+    /// One `GetMediaData` call through the worker (no retries: the media download loop
     /// retries, for every media source alike). A dead worker is replaced at the next call.
     pub fn get_media_data_once(
         &mut self,
         sdkfileid: &str,
         indexbuf: &str,
-    ) -> Result<crate::media::MediaChunk, SdkError> {
+    ) -> Result<MediaChunk, SdkError> {
         let req = Request::GetMediaData {
             sdkfileid: sdkfileid.to_owned(),
             indexbuf: indexbuf.to_owned(),
@@ -823,7 +824,7 @@ impl SdkSource {
             } => {
                 let data = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data)
                     .map_err(|e| self.worker_error(format!("bad media chunk: {e}")))?;
-                Ok(crate::media::MediaChunk {
+                Ok(MediaChunk {
                     data,
                     next_index: outindexbuf,
                     is_finish,
@@ -846,17 +847,12 @@ impl SdkSource {
     }
 }
 
-impl crate::media::MediaSource for SdkSource {
+impl MediaSource for SdkSource {
     fn describe(&self) -> String {
         Source::describe(self)
     }
 
-    fn chunk(
-        &mut self,
-        sdkfileid: &str,
-        indexbuf: &str,
-    ) -> Result<crate::media::MediaChunk, crate::media::ChunkError> {
-        use crate::media::ChunkError;
+    fn chunk(&mut self, sdkfileid: &str, indexbuf: &str) -> Result<MediaChunk, ChunkError> {
         self.get_media_data_once(sdkfileid, indexbuf)
             .map_err(|e| match e {
                 // Init failing is about the corp's configuration, not this file.

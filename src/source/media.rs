@@ -1,9 +1,10 @@
 //! Where media bytes come from: `GetMediaData`, one chunk per call.
 //!
 //! [`MediaSource`] is that one call. The SDK implements it in its worker process
-//! ([`crate::source::sdk::SdkSource`]); [`SimMediaSource`] serves the simulator's media, with
+//! ([`super::sdk::SdkSource`]); [`SimMediaSource`] serves the simulator's media, with
 //! deterministic content whose md5 matches what the simulated messages announce. Retries,
-//! resumption and verification live in [`super::download`], once for every source.
+//! resumption and verification live in the `media` module's download loop, once for every
+//! source: it depends on this module, never the other way round.
 
 use std::sync::OnceLock;
 
@@ -56,7 +57,7 @@ impl ChunkError {
     /// Worth retrying after a backoff: network, parse and system errors, a crashed worker.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ChunkError::Sdk { code } => crate::source::sdk::is_retryable_code(*code),
+            ChunkError::Sdk { code } => super::sdk::is_retryable_code(*code),
             ChunkError::Transient(_) => true,
             ChunkError::Fatal(_) => false,
         }
