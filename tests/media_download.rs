@@ -8,10 +8,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wecom_archive::media::source::{md5_hex, range_start, serve_chunk};
 use wecom_archive::media::{
     ChunkError, DownloadOptions, Downloader, Md5Check, MediaChunk, MediaSource, Outcome,
 };
+use wecom_archive::source::media::{md5_hex, range_start, serve_chunk};
 use wecom_archive::state::{MediaStatus, NewMediaRef, StateStore};
 
 const CORP: &str = "wwmedia";

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wecom_archive::config::Secret;
-use wecom_archive::source::sdk::{Response, SdkConfig, SdkError, SdkSource};
+use wecom_archive::source::sdk::protocol::Response;
+use wecom_archive::source::sdk::{SdkConfig, SdkError, SdkSource};
 use wecom_archive::source::{Source, SourceError};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::source::{range_start, ChunkError, MediaChunk, MediaSource};
 use super::store;
+use crate::source::media::{hex, range_start, ChunkError, MediaChunk, MediaSource};
 use crate::state::{MediaFileState, MediaStatus, StateError, StateStore};
 
 /// How hard to try.
@@ -472,9 +472,5 @@ fn hash_file(path: &Path) -> std::io::Result<(String, String, u64)> {
         sha.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((
-        super::source::hex(&md5.finalize()),
-        super::source::hex(sha.finish().as_ref()),
-        size,
-    ))
+    Ok((hex(&md5.finalize()), hex(sha.finish().as_ref()), size))
 }

@@ -1,8 +1,8 @@
 //! Media download: the files that image, voice, video, file, emotion, meeting_voice_call,
 //! voip_doc_share, `mixed` and `chatrecord` messages point at, fetched with `GetMediaData`.
 //!
-//! * [`source`]: the [`source::MediaSource`] trait (one `GetMediaData` call) and the
-//!   simulator's media;
+//! * [`MediaSource`] (one `GetMediaData` call) and the simulator's media live with the other
+//!   sources, in [`crate::source::media`];
 //! * [`download`]: the resumable, verified chunk loop for one file;
 //! * [`store`]: content-addressed paths, `corp_id=<corp>/media/<2 hex>/<sha256>.<ext>`;
 //! * [`table`]: the media table (Parquet) joining messages to files.
@@ -14,7 +14,6 @@
 //! run that is killed resumes each file from its last durable chunk.
 
 pub mod download;
-pub mod source;
 pub mod store;
 pub mod table;
 
@@ -28,8 +27,8 @@ use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+pub use crate::source::media::{ChunkError, MediaChunk, MediaSource};
 pub use download::{DownloadOptions, Downloader, Md5Check, MediaError, Outcome};
-pub use source::{ChunkError, MediaChunk, MediaSource, SimMediaSource};
 
 use crate::state::{NewMediaRef, StateStore};
 

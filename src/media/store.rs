@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::source::media::hex;
+
 /// The directory of a corp's output: `<out>/corp_id=<corp>`.
 pub fn corp_dir(out: &Path, corp_id: &str) -> PathBuf {
     out.join(format!("corp_id={corp_id}"))
@@ -18,7 +20,7 @@ pub fn partial_dir(corp_dir: &Path) -> PathBuf {
 /// text), hidden, and never a final name.
 pub fn partial_path(corp_dir: &Path, sdkfileid: &str) -> PathBuf {
     let h = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sdkfileid.as_bytes());
-    let name = super::source::hex(&h.as_ref()[..16]);
+    let name = hex(&h.as_ref()[..16]);
     partial_dir(corp_dir).join(format!(".{name}.part"))
 }
 

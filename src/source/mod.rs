@@ -1,14 +1,19 @@
 //! Where encrypted records come from.
 //!
-//! * [`sdk`]: the official `libWeWorkFinanceSdk_C.so`, run in a child process (`GetChatData`).
+//! * [`sdk`]: the official `libWeWorkFinanceSdk_C.so`, run in a child process (`GetChatData`,
+//!   `GetMediaData`).
 //! * [`file`]: `GetChatData` dumps and JSON Lines, plain or gzip, or stdin.
 //! * [`sim`]: a deterministic simulator of a corp's archive, encrypted exactly as WeCom does.
 //! * [`dead_letters`]: committed dead letters, to re-run them.
 //!
-//! Every source answers the same question as `GetChatData`: "the records after this seq".
+//! * [`media`]: where media bytes come from: the [`media::MediaSource`] trait (one
+//!   `GetMediaData` call) and the simulator's media.
+//!
+//! Every [`Source`] answers the same question as `GetChatData`: "the records after this seq".
 
 pub mod dead_letters;
 pub mod file;
+pub mod media;
 pub mod sdk;
 pub mod sim;
 
@@ -190,10 +195,10 @@ fn sdk_config(
 pub fn media_for_corp(
     config: &crate::config::Config,
     corp: &crate::config::CorpSection,
-) -> Result<Box<dyn crate::media::MediaSource>, SetupError> {
+) -> Result<Box<dyn media::MediaSource>, SetupError> {
     use crate::config::SourceKind;
     match corp.source {
-        SourceKind::Sim => Ok(Box::new(crate::media::SimMediaSource::default())),
+        SourceKind::Sim => Ok(Box::new(media::SimMediaSource::default())),
         SourceKind::Sdk => Ok(Box::new(sdk::SdkSource::new(sdk_config(config, corp)?))),
     }
 }

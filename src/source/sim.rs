@@ -295,7 +295,7 @@ fn announce_sim_media_in_items(msg: &mut Value) {
             let Some(id) = inner.get("sdkfileid").and_then(Value::as_str) else {
                 continue;
             };
-            let (md5, size) = crate::media::source::sim_media_meta(id);
+            let (md5, size) = super::media::sim_media_meta(id);
             inner["md5sum"] = json!(md5);
             inner["filesize"] = json!(size);
             *content = json!(inner.to_string());
@@ -445,7 +445,7 @@ fn message(rng: &mut StdRng, config: &SimConfig, seq: u64) -> Value {
                 // The content is the simulated media source's, so that downloads verify: a
                 // table lookup, no hashing per record. The random draws that used to make the
                 // md5sum and size stay, so the rest of every record is unchanged.
-                let (md5, size) = crate::media::source::sim_media_meta(&sdkfileid);
+                let (md5, size) = super::media::sim_media_meta(&sdkfileid);
                 for _ in 0..32 {
                     rng.gen_range(0..16u8);
                 }
@@ -526,7 +526,7 @@ mod tests {
             // Every media reference, also inside mixed/chatrecord items, announces the md5 and
             // size of what the simulated media source serves.
             for r in m.media() {
-                let (md5, size) = crate::media::source::sim_media_meta(&r.sdkfileid);
+                let (md5, size) = crate::source::media::sim_media_meta(&r.sdkfileid);
                 if r.kind != crate::model::message::MediaKind::MeetingVoiceCall {
                     assert_eq!(r.md5sum.as_deref(), Some(md5), "seq {seq} {:?}", r.kind);
                     assert_eq!(r.size, Some(size), "seq {seq} {:?}", r.kind);

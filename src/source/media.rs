@@ -1,14 +1,17 @@
 //! Where media bytes come from: `GetMediaData`, one chunk per call.
 //!
 //! [`MediaSource`] is that one call. The SDK implements it in its worker process
-//! ([`crate::source::sdk::SdkSource`]); [`SimMediaSource`] serves the simulator's media, with
+//! ([`super::sdk::SdkSource`]); [`SimMediaSource`] serves the simulator's media, with
 //! deterministic content whose md5 matches what the simulated messages announce. Retries,
-//! resumption and verification live in [`super::download`], once for every source.
+//! resumption and verification live in the `media` module's download loop, once for every
+//! source: it depends on this module, never the other way round.
 
 use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
+
+use super::sdk::codes::{self, PARAMETER_ERROR};
 
 /// `GetMediaData` returns at most this much per call (the SDK's default, `archive.md` §4).
 pub const SDK_CHUNK: usize = 512 * 1024;
@@ -27,8 +30,9 @@ pub struct MediaChunk {
 /// Why a chunk could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
-    /// `GetMediaData` returned an SDK error code (10001–10003 retryable, 10005 bad sdkfileid).
-    #[error("GetMediaData failed with SDK code {code}{}", code_text(*code))]
+    /// `GetMediaData` returned an SDK error code (10001–10003 retryable, 10005 bad sdkfileid);
+    /// what it means is in [`super::sdk::codes`].
+    #[error("GetMediaData failed with SDK code {}", codes::describe(*code))]
     Sdk {
         /// The code.
         code: i32,
@@ -41,22 +45,11 @@ pub enum ChunkError {
     Fatal(String),
 }
 
-fn code_text(code: i32) -> &'static str {
-    match code {
-        10001 => " (network error)",
-        10002 => " (response parse error)",
-        10003 => " (system error)",
-        10005 => " (bad sdkfileid: WeCom does not know this file, or it expired)",
-        10010 => " (data expired: past WeCom's retention window)",
-        _ => "",
-    }
-}
-
 impl ChunkError {
     /// Worth retrying after a backoff: network, parse and system errors, a crashed worker.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ChunkError::Sdk { code } => crate::source::sdk::is_retryable_code(*code),
+            ChunkError::Sdk { code } => codes::is_retryable(*code),
             ChunkError::Transient(_) => true,
             ChunkError::Fatal(_) => false,
         }
@@ -65,12 +58,7 @@ impl ChunkError {
     /// Never worth retrying for this file, in this run or later: `10005` (bad sdkfileid) and
     /// `10010` (past WeCom's retention window: it will not come back).
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            ChunkError::Sdk {
-                code: 10005 | 10010
-            }
-        )
+        matches!(self, ChunkError::Sdk { code } if codes::class(*code) == codes::Class::Gone)
     }
 }
 
@@ -203,10 +191,14 @@ pub fn serve_chunk(
         0
     } else {
         // A token we never issued: the SDK answers a parameter error.
-        range_start(indexbuf).ok_or(ChunkError::Sdk { code: 10000 })? as usize
+        range_start(indexbuf).ok_or(ChunkError::Sdk {
+            code: PARAMETER_ERROR,
+        })? as usize
     };
     if start > content.len() {
-        return Err(ChunkError::Sdk { code: 10000 });
+        return Err(ChunkError::Sdk {
+            code: PARAMETER_ERROR,
+        });
     }
     let end = (start + chunk_size).min(content.len());
     let is_finish = end == content.len();
