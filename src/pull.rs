@@ -328,7 +328,7 @@ pub fn download_media(
     let make_source = || {
         crate::source::media_for_corp(config, corp).map_err(|e| ChunkError::Fatal(e.to_string()))
     };
-    let corp_dir = media::store::corp_dir(&config.out_dir(), &corp.corp_id);
+    let corp_dir = crate::sink::layout::corp_dir(&config.out_dir(), &corp.corp_id);
     media::run_corp(
         &config.state_path(),
         &corp.corp_id,

@@ -283,7 +283,7 @@ impl<'a> Downloader<'a> {
                 continue;
             }
             let ext = store::extension(&state.kind, state.ext.as_deref());
-            let rel = store::final_rel_path(&sha256, &ext);
+            let rel = crate::sink::layout::media_rel_path(&sha256, &ext);
             let dest = self.corp_dir.join(&rel);
             let dir = dest.parent().expect("final paths have a directory");
             std::fs::create_dir_all(dir).map_err(self.io(sdkfileid, dir))?;

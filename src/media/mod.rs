@@ -209,8 +209,7 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
             continue;
         }
         if e.file_type()?.is_dir() {
-            // Media files and the media table are ours, dead letters have no rows.
-            if !matches!(name.as_str(), "media" | "media_table" | "dead_letter") {
+            if !crate::sink::layout::holds_no_messages(&name) {
                 collect_parquet(&e.path(), out)?;
             }
         } else if name.ends_with(".parquet") {
@@ -276,7 +275,7 @@ fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
 /// files. The kernel drops it when the process dies, so a killed run never leaves it stale.
 pub fn lock_corp(corp_id: &str, corp_dir: &Path) -> Result<std::fs::File, MediaError> {
     use std::os::fd::AsRawFd;
-    let dir = store::partial_dir(corp_dir);
+    let dir = crate::sink::layout::media_partial_dir(corp_dir);
     let path = dir.join(".lock");
     let io = |source| MediaError::Io {
         corp_id: corp_id.to_owned(),
@@ -373,7 +372,7 @@ pub fn run_corp(
     table::write_table(corp_dir, &rows).map_err(|source| MediaError::Io {
         corp_id: corp_id.to_owned(),
         sdkfileid: String::new(),
-        path: corp_dir.join(table::TABLE_DIR),
+        path: corp_dir.join(crate::sink::layout::MEDIA_TABLE_DIR),
         source,
     })?;
     let mut stats = stats.into_inner().expect("stats lock");

@@ -1,32 +1,17 @@
-//! Where media files live: content-addressed under the corp's directory,
-//! `corp_id=<corp>/media/<first 2 hex>/<sha256>.<ext>`, with partial downloads in
-//! `media/.partial/` (same filesystem, so publishing is a rename).
+//! Names of media files: the partial download of an `sdkfileid` and a safe extension. Where
+//! they live (`media/<2 hex>/<sha256>.<ext>`, `media/.partial/`) is [`crate::sink::layout`]'s.
 
 use std::path::{Path, PathBuf};
 
+use crate::sink::layout;
 use crate::source::media::hex;
-
-/// The directory of a corp's output: `<out>/corp_id=<corp>`.
-pub fn corp_dir(out: &Path, corp_id: &str) -> PathBuf {
-    out.join(format!("corp_id={corp_id}"))
-}
-
-/// Partial downloads of the corp whose directory is `corp_dir`.
-pub fn partial_dir(corp_dir: &Path) -> PathBuf {
-    corp_dir.join("media").join(".partial")
-}
 
 /// The temporary file of `sdkfileid`: named by a hash of the id (ids are long and arbitrary
 /// text), hidden, and never a final name.
 pub fn partial_path(corp_dir: &Path, sdkfileid: &str) -> PathBuf {
     let h = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sdkfileid.as_bytes());
     let name = hex(&h.as_ref()[..16]);
-    partial_dir(corp_dir).join(format!(".{name}.part"))
-}
-
-/// The final path of content with SHA-256 `sha256`, relative to the corp's directory.
-pub fn final_rel_path(sha256: &str, ext: &str) -> String {
-    format!("media/{}/{sha256}.{ext}", &sha256[..2])
+    layout::media_partial_dir(corp_dir).join(format!(".{name}.part"))
 }
 
 /// A safe extension for a file of `kind` announced with `ext`: the announced one when it is
@@ -60,7 +45,6 @@ mod tests {
         assert_eq!(extension("image", None), "jpg");
         assert_eq!(extension("voice", Some("")), "amr");
         assert_eq!(extension("emotion", Some("png")), "png");
-        assert_eq!(final_rel_path("abcdef", "jpg"), "media/ab/abcdef.jpg");
         let p = partial_path(Path::new("/o/corp_id=ww1"), "id/../x");
         assert!(p.starts_with("/o/corp_id=ww1/media/.partial"));
         assert!(p.file_name().unwrap().to_str().unwrap().starts_with('.'));

@@ -13,12 +13,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::sink::atomic::AtomicFile;
+use crate::sink::layout;
 use crate::state::MediaRefState;
-
-/// The directory of the media table, relative to the corp's directory.
-pub const TABLE_DIR: &str = "media_table";
-/// The file name of the media table.
-pub const TABLE_FILE: &str = "media.parquet";
 
 /// The schema of the media table.
 pub fn media_schema() -> SchemaRef {
@@ -63,7 +59,7 @@ pub fn media_batch(rows: &[MediaRefState]) -> RecordBatch {
 
 /// Writes the media table of a corp (replacing the previous one); returns its path.
 pub fn write_table(corp_dir: &Path, rows: &[MediaRefState]) -> std::io::Result<PathBuf> {
-    let dir = corp_dir.join(TABLE_DIR);
+    let dir = corp_dir.join(layout::MEDIA_TABLE_DIR);
     std::fs::create_dir_all(&dir)?;
     let mut file = AtomicFile::create(&dir, "media", "parquet")?;
     let props = WriterProperties::builder()
@@ -78,5 +74,5 @@ pub fn write_table(corp_dir: &Path, rows: &[MediaRefState]) -> std::io::Result<P
         w.write(&media_batch(rows)).map_err(to_io)?;
         w.close().map_err(to_io)?;
     }
-    file.commit(TABLE_FILE)
+    file.commit(layout::MEDIA_TABLE_FILE)
 }
