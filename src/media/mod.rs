@@ -10,7 +10,7 @@
 //! [`run_corp`] ties them together: it finds the media references in a corp's committed
 //! Parquet rows (re-parsing `raw_json`, so items inside `mixed`/`chatrecord` count too),
 //! registers them in the state database, downloads what is missing with a few workers, and
-//! rewrites the media table. Progress per file is in the state database (`state::store`), so a
+//! rewrites the media table. Progress per file is in the state database ([`crate::state`]), so a
 //! run that is killed resumes each file from its last durable chunk.
 
 pub mod download;

@@ -11,7 +11,7 @@
 //!
 //! A run commits every [`RunOptions::commit_every`] records: the open Parquet files and dead
 //! letters are fsynced, journaled in the state store, renamed, and only then the checkpoint moves
-//! (see [`crate::state::store`]). A crash at any point loses nothing and duplicates nothing.
+//! (see [`crate::state`]). A crash at any point loses nothing and duplicates nothing.
 
 pub mod progress;
 pub mod recover;

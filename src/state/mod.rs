@@ -1,10 +1,237 @@
-//! Where we are: the embedded state database. Only this module knows SQL.
+//! Where we are: the embedded state database (SQLite, bundled). Only this module knows SQL.
+//!
+//! One [`StateStore`] (one connection) keeps four areas, each in its own file with its tables:
+//! - `commits`: per-corp checkpoints and the commit journal (see "Exactly once" below);
+//! - `runs`: the history of pipeline runs;
+//! - `media`: media references and each file's download progress;
+//! - `wecom`: the WeCom-facing side: suite tickets, authorized corps and their permanent codes,
+//!   callback dedupe keys, access tokens and small named values.
+//!
+//! [`SharedState`] shares one store between tokio tasks.
+//!
+//! Every write is one transaction with `synchronous=FULL`, so what a method returned `Ok` for
+//! survives a power cut.
+//!
+//! ## Exactly once
+//! A commit of the pipeline goes through three durable steps:
+//! 1. the files of the batch are written and fsynced under temporary names;
+//! 2. [`StateStore::journal_commit`] records the intent: the temp → final renames and the seq the
+//!    checkpoint will move to;
+//! 3. the files are renamed, then [`StateStore::complete_commit`] moves the checkpoint and clears
+//!    the journal entry, in one transaction.
+//!
+//! A crash before 2 leaves only temporaries (deleted at the next start); after 2 the next start
+//! rolls the journal forward ([`StateStore::pending_commits`]). Either way each seq ends up in the
+//! output exactly once.
 
-pub mod shared;
-pub mod store;
+mod commits;
+mod media;
+mod runs;
+mod shared_state;
+mod wecom;
 
-pub use shared::{SharedState, StoredSuiteTickets};
-pub use store::{
-    AuthCorp, MediaFileState, MediaRefState, MediaStatus, NewMediaRef, PendingCommit, Rename,
-    RunRecord, StateError, StateStore,
-};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+pub use commits::{PendingCommit, Rename};
+pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
+pub use runs::RunRecord;
+pub use shared_state::SharedState;
+pub use wecom::{AuthCorp, StoredSuiteTickets};
+
+/// A failure of the state database.
+#[derive(Debug, thiserror::Error)]
+#[error("state database {path}: {source}")]
+pub struct StateError {
+    /// The database file (`:memory:` for an in-memory store).
+    pub path: PathBuf,
+    /// The SQLite error.
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// The state database.
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Each area's tables, created in this order when missing. `IF NOT EXISTS` leaves an existing
+/// database untouched, so the table and column names are the on-disk format: never rename them.
+const SCHEMA: [&str; 4] = [commits::SCHEMA, runs::SCHEMA, media::SCHEMA, wecom::SCHEMA];
+
+/// SQLite stores INTEGER as i64; seqs are u64 but stay far below 2^63 in practice. The cast is
+/// checked so a corrupt value shows up as an error instead of a wrapped cursor.
+fn seq_to_sql(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_from_sql(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let err = |source| StateError {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        Self::init(conn, path.to_owned())
+    }
+
+    /// An in-memory database (tests, one-shot runs).
+    pub fn open_in_memory() -> Result<Self, StateError> {
+        let conn = Connection::open_in_memory().map_err(|source| StateError {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Self::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, StateError> {
+        let store = StateStore { conn, path };
+        store
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| store.err(e))?;
+        // WAL lets `inspect` read while a pull writes; FULL makes each commit durable.
+        store
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| store.err(e))?;
+        for tables in SCHEMA {
+            store.conn.execute_batch(tables).map_err(|e| store.err(e))?;
+        }
+        Ok(store)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside one transaction (one fsync for everything it writes): committed if `f`
+    /// returns, rolled back if committing fails. The event handler applies a whole batch of
+    /// callbacks this way.
+    pub fn in_transaction<R>(&mut self, f: impl FnOnce(&Self) -> R) -> Result<R, StateError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        let r = f(self);
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.err(e));
+        }
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            let s = StateStore::open(&path).unwrap();
+            s.set_checkpoint("ww1", 42).unwrap();
+            s.put_value("k", "v").unwrap();
+            s.record_run(&RunRecord {
+                corp_id: "ww1".into(),
+                started_at: 1,
+                finished_at: 2,
+                from_seq: 0,
+                to_seq: 42,
+                written: 40,
+                dead_lettered: 2,
+                outcome: "ok".into(),
+            })
+            .unwrap();
+        }
+        let s = StateStore::open(&path).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(42));
+        assert_eq!(s.get_value("k").unwrap().as_deref(), Some("v"));
+        assert_eq!(s.runs("ww1", 10).unwrap()[0].written, 40);
+        assert_eq!(s.checkpoints().unwrap(), vec![("ww1".to_string(), 42)]);
+    }
+
+    /// The table and column names are the on-disk format: a database written by an older
+    /// version must keep opening, so this list only ever grows.
+    #[test]
+    fn on_disk_schema_is_unchanged() {
+        let s = StateStore::open_in_memory().unwrap();
+        let mut stmt = s
+            .conn
+            .prepare(
+                "SELECT m.name, group_concat(p.name, ',')
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'
+                 GROUP BY m.name ORDER BY m.name",
+            )
+            .unwrap();
+        let tables: Vec<String> = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{}({})",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            tables,
+            [
+                "auth_corp(corp_id,suite_id,corp_name,permanent_code,enabled,updated_at)",
+                "callback_seen(key,expires_at)",
+                "checkpoint(corp_id,last_seq,updated_at)",
+                "commit_journal(id,corp_id,last_seq,renames)",
+                "kv(key,value,updated_at)",
+                "media_file(corp_id,sdkfileid,kind,ext,md5sum,size_hint,status,bytes_done,indexbuf,\
+                 tmp_path,attempts,mismatches,md5_status,path,size,sha256,error,updated_at)",
+                "media_ref(corp_id,msgid,seq,item_index,sdkfileid)",
+                "media_scanned(corp_id,file)",
+                "run(id,corp_id,started_at,finished_at,from_seq,to_seq,written,dead_lettered,\
+                 outcome)",
+                "suite_ticket(suite_id,ticket,timestamp,received_at)",
+                "token(key,value,expires_at)",
+            ]
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Per-corp checkpoints and the commit journal: steps 2 and 3 of a pipeline commit (see
+//! "Exactly once" in [`crate::state`]).
+
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::{now_unix, seq_from_sql, seq_to_sql, StateError, StateStore};
+
+/// The tables of this area (created when missing; their names are the on-disk format).
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS checkpoint (
+    corp_id    TEXT PRIMARY KEY,
+    last_seq   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commit_journal (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    corp_id   TEXT NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    renames   TEXT NOT NULL
+);
+";
+
+/// One rename of a journaled commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    /// The fsynced temporary file.
+    pub tmp: PathBuf,
+    /// Its final name.
+    pub dest: PathBuf,
+}
+
+/// A commit recorded in the journal but not yet completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCommit {
+    /// Journal id.
+    pub id: i64,
+    /// The corp.
+    pub corp_id: String,
+    /// The checkpoint after this commit.
+    pub last_seq: u64,
+    /// The renames that publish the commit's files.
+    pub renames: Vec<Rename>,
+}
+
+impl StateStore {
+    /// The last committed seq of `corp_id` (`None`: nothing committed yet).
+    pub fn checkpoint(&self, corp_id: &str) -> Result<Option<u64>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT last_seq FROM checkpoint WHERE corp_id = ?1",
+                [corp_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.map(seq_from_sql))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sets the checkpoint of `corp_id` by hand (`pull --since-seq`): the next pull starts after
+    /// `seq`.
+    pub fn set_checkpoint(&self, corp_id: &str, seq: u64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(corp_id) DO UPDATE SET last_seq = ?2, updated_at = ?3",
+                params![corp_id, seq_to_sql(seq), now_unix()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every corp with a checkpoint, with its last seq.
+    pub fn checkpoints(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT corp_id, last_seq FROM checkpoint ORDER BY corp_id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, seq_from_sql(r.get(1)?)))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Step 2 of a commit: records the renames and the next checkpoint. Returns the journal id.
+    pub fn journal_commit(
+        &self,
+        corp_id: &str,
+        last_seq: u64,
+        renames: &[Rename],
+    ) -> Result<i64, StateError> {
+        let json = serde_json::to_string(renames).expect("paths serialise");
+        self.conn
+            .execute(
+                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
+                params![corp_id, seq_to_sql(last_seq), json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Step 3 of a commit: moves the checkpoint (never backwards) and clears the journal entry.
+    pub fn complete_commit(&mut self, id: i64) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let (corp_id, last_seq): (String, i64) = tx
+            .query_row(
+                "SELECT corp_id, last_seq FROM commit_journal WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(corp_id) DO UPDATE SET last_seq = max(last_seq, ?2), updated_at = ?3",
+            params![corp_id, last_seq, now_unix()],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM commit_journal WHERE id = ?1", [id])
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Journaled commits not yet completed (after a crash), oldest first.
+    pub fn pending_commits(&self, corp_id: &str) -> Result<Vec<PendingCommit>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, last_seq, renames FROM commit_journal WHERE corp_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([corp_id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, last_seq, json) = row.map_err(|e| self.err(e))?;
+            let renames: Vec<Rename> = serde_json::from_str(&json).map_err(|e| {
+                self.err(rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })?;
+            out.push(PendingCommit {
+                id,
+                corp_id: corp_id.to_owned(),
+                last_seq: seq_from_sql(last_seq),
+                renames,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_then_complete_moves_checkpoint() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), None);
+        let r = vec![Rename {
+            tmp: "a.tmp".into(),
+            dest: "a".into(),
+        }];
+        let id = s.journal_commit("ww1", 10, &r).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), None);
+        let pending = s.pending_commits("ww1").unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].renames, r);
+        assert_eq!(pending[0].last_seq, 10);
+        assert!(s.pending_commits("ww2").unwrap().is_empty());
+        s.complete_commit(id).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(10));
+        assert!(s.pending_commits("ww1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn checkpoint_never_moves_backwards_on_commit() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        let a = s.journal_commit("ww1", 20, &[]).unwrap();
+        let b = s.journal_commit("ww1", 10, &[]).unwrap();
+        s.complete_commit(a).unwrap();
+        s.complete_commit(b).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(20));
+    }
+}

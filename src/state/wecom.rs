@@ -1,0 +1,421 @@
+//! The WeCom-facing side's state: small named values, pushed suite tickets, authorized corps
+//! with their permanent codes, callback dedupe keys and cached access tokens; and the auth
+//! traits ([`TokenStore`], [`SuiteTicketSource`]) implemented on it.
+
+use std::sync::Arc;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{now_unix, SharedState, StateError, StateStore};
+use crate::auth::clock::Clock;
+use crate::auth::providers::{SuiteTicketSource, SUITE_TICKET_TTL_SECS};
+use crate::auth::secret::Secret;
+use crate::auth::token::{StoredToken, TokenStore};
+
+/// The tables of this area (created when missing; their names are the on-disk format).
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS suite_ticket (
+    suite_id    TEXT PRIMARY KEY,
+    ticket      TEXT NOT NULL,
+    timestamp   INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_corp (
+    corp_id        TEXT PRIMARY KEY,
+    suite_id       TEXT NOT NULL,
+    corp_name      TEXT NOT NULL,
+    permanent_code TEXT,
+    enabled        INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS callback_seen (
+    key        TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS token (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+";
+
+/// A corp that authorized the suite (third-party / 代开发), as recorded from `create_auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCorp {
+    /// The authorizing corp.
+    pub corp_id: String,
+    /// The suite it authorized.
+    pub suite_id: String,
+    /// Its short name, as WeCom reported it.
+    pub corp_name: String,
+    /// The permanent code (for 代开发 apps: the app secret); `None` after `cancel_auth`.
+    pub permanent_code: Option<Secret>,
+    /// Whether the corp's pulls run (`false` after `cancel_auth`).
+    pub enabled: bool,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+}
+
+impl StateStore {
+    /// A small named value (tokens, tickets and other state of the WeCom-facing side).
+    pub fn get_value(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores a small named value.
+    pub fn put_value(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET value = ?2, updated_at = ?3",
+                params![key, value, now_unix()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Offers a pushed `suite_ticket`: stored only if its push `TimeStamp` is newer than the
+    /// stored one (pushes may arrive out of order, WxJava#1991). Returns whether it was stored.
+    pub fn offer_suite_ticket(
+        &self,
+        suite_id: &str,
+        ticket: &Secret,
+        timestamp: i64,
+    ) -> Result<bool, StateError> {
+        // One statement, so two concurrent offers cannot both pass a read-then-write check.
+        self.conn
+            .execute(
+                "INSERT INTO suite_ticket (suite_id, ticket, timestamp, received_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(suite_id) DO UPDATE SET ticket = ?2, timestamp = ?3, received_at = ?4
+                 WHERE excluded.timestamp > suite_ticket.timestamp",
+                params![suite_id, ticket.expose(), timestamp, now_unix()],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest stored `suite_ticket` of `suite_id` with its push `TimeStamp` (the caller
+    /// decides whether it is still valid).
+    pub fn suite_ticket(&self, suite_id: &str) -> Result<Option<(Secret, i64)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT ticket, timestamp FROM suite_ticket WHERE suite_id = ?1",
+                [suite_id],
+                |r| Ok((Secret::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records (or replaces) an authorized corp and its permanent code, enabled.
+    pub fn put_auth_corp(
+        &self,
+        corp_id: &str,
+        suite_id: &str,
+        corp_name: &str,
+        permanent_code: &Secret,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO auth_corp (corp_id, suite_id, corp_name, permanent_code, enabled, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT(corp_id) DO UPDATE SET suite_id = ?2, corp_name = ?3,
+                     permanent_code = ?4, enabled = 1, updated_at = ?5",
+                params![corp_id, suite_id, corp_name, permanent_code.expose(), now_unix()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Disables an authorized corp (`cancel_auth`, or a permanent code WeCom rejects) and, with
+    /// `forget_code`, drops its permanent code. Returns whether the corp was known.
+    pub fn disable_auth_corp(&self, corp_id: &str, forget_code: bool) -> Result<bool, StateError> {
+        let sql = if forget_code {
+            "UPDATE auth_corp SET enabled = 0, permanent_code = NULL, updated_at = ?2 WHERE corp_id = ?1"
+        } else {
+            "UPDATE auth_corp SET enabled = 0, updated_at = ?2 WHERE corp_id = ?1"
+        };
+        self.conn
+            .execute(sql, params![corp_id, now_unix()])
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Updates the name of an authorized corp (after `change_auth`).
+    pub fn rename_auth_corp(&self, corp_id: &str, corp_name: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE auth_corp SET corp_name = ?2, updated_at = ?3 WHERE corp_id = ?1",
+                params![corp_id, corp_name, now_unix()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// One authorized corp.
+    pub fn auth_corp(&self, corp_id: &str) -> Result<Option<AuthCorp>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT corp_id, suite_id, corp_name, permanent_code, enabled, updated_at
+                 FROM auth_corp WHERE corp_id = ?1",
+                [corp_id],
+                auth_corp_row,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every authorized corp, enabled or not, by corp id.
+    pub fn auth_corps(&self) -> Result<Vec<AuthCorp>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT corp_id, suite_id, corp_name, permanent_code, enabled, updated_at
+                 FROM auth_corp ORDER BY corp_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], auth_corp_row).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Claims callback dedupe keys: for each key, `true` if it was new (now remembered until
+    /// `now + ttl_secs`), `false` if it was already seen and not expired (a WeCom retry).
+    /// Expired keys are purged on the way. Call it inside [`Self::in_transaction`] to pay one
+    /// fsync for a whole batch.
+    pub fn claim_callback_keys(
+        &self,
+        keys: &[&str],
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<Vec<bool>, StateError> {
+        self.conn
+            .execute("DELETE FROM callback_seen WHERE expires_at <= ?1", [now])
+            .map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO callback_seen (key, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO NOTHING",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(
+                stmt.execute(params![key, now + ttl_secs])
+                    .map_err(|e| self.err(e))?
+                    > 0,
+            );
+        }
+        Ok(out)
+    }
+
+    /// A stored token ([`crate::auth::token::TokenStore`] on SQLite): value and expiry.
+    pub fn token(&self, key: &str) -> Result<Option<(Secret, i64)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT value, expires_at FROM token WHERE key = ?1",
+                [key],
+                |r| Ok((Secret::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores a token unless the stored one expires later (an older response must not
+    /// overwrite a newer token).
+    pub fn save_token(&self, key: &str, value: &Secret, expires_at: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO token (key, value, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET value = ?2, expires_at = ?3
+                 WHERE excluded.expires_at >= token.expires_at",
+                params![key, value.expose(), expires_at],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets a token, only if it is still `rejected`.
+    pub fn remove_token(&self, key: &str, rejected: &Secret) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM token WHERE key = ?1 AND value = ?2",
+                params![key, rejected.expose()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn auth_corp_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthCorp> {
+    Ok(AuthCorp {
+        corp_id: r.get(0)?,
+        suite_id: r.get(1)?,
+        corp_name: r.get(2)?,
+        permanent_code: r.get::<_, Option<String>>(3)?.map(Secret::new),
+        enabled: r.get::<_, i64>(4)? != 0,
+        updated_at: r.get(5)?,
+    })
+}
+
+/// Tokens persisted in the state database: survive restarts, and the later expiry wins.
+impl TokenStore for SharedState {
+    fn load(&self, key: &str) -> Option<StoredToken> {
+        match self.lock().token(key) {
+            Ok(t) => t.map(|(value, expires_at_unix)| StoredToken {
+                value,
+                expires_at_unix,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a token from the state database");
+                None
+            }
+        }
+    }
+
+    fn save(&self, key: &str, token: &StoredToken) {
+        if let Err(e) = self
+            .lock()
+            .save_token(key, &token.value, token.expires_at_unix)
+        {
+            // Costs one extra fetch after a restart, no more.
+            tracing::warn!(error = %e, "cannot save a token to the state database");
+        }
+    }
+
+    fn remove(&self, key: &str, rejected: &Secret) {
+        if let Err(e) = self.lock().remove_token(key, rejected) {
+            tracing::warn!(error = %e, "cannot remove a token from the state database");
+        }
+    }
+}
+
+/// The newest pushed `suite_ticket`, from the state database, while it is valid
+/// ([`SUITE_TICKET_TTL_SECS`] after its push `TimeStamp`).
+#[derive(Debug, Clone)]
+pub struct StoredSuiteTickets {
+    state: SharedState,
+    clock: Arc<dyn Clock>,
+}
+
+impl StoredSuiteTickets {
+    /// Tickets from `state`, aged on `clock`.
+    pub fn new(state: SharedState, clock: Arc<dyn Clock>) -> Self {
+        StoredSuiteTickets { state, clock }
+    }
+}
+
+impl SuiteTicketSource for StoredSuiteTickets {
+    fn latest(&self, suite_id: &str) -> Option<Secret> {
+        let stored = match self.state.lock().suite_ticket(suite_id) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(suite = suite_id, error = %e, "cannot read the suite_ticket");
+                None
+            }
+        };
+        let now = self.clock.now_unix();
+        stored
+            .filter(|(_, ts)| now - ts < SUITE_TICKET_TTL_SECS)
+            .map(|(t, _)| t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::clock::ManualClock;
+
+    #[test]
+    fn suite_ticket_keeps_the_newest_push() {
+        let s = StateStore::open_in_memory().unwrap();
+        assert!(s.suite_ticket("ws").unwrap().is_none());
+        assert!(s.offer_suite_ticket("ws", &Secret::new("t2"), 200).unwrap());
+        // An older push arriving late is ignored, so is a replay of the same push.
+        assert!(!s.offer_suite_ticket("ws", &Secret::new("t1"), 100).unwrap());
+        assert!(!s.offer_suite_ticket("ws", &Secret::new("t2"), 200).unwrap());
+        assert!(s.offer_suite_ticket("ws", &Secret::new("t3"), 300).unwrap());
+        let (t, ts) = s.suite_ticket("ws").unwrap().unwrap();
+        assert_eq!((t.expose(), ts), ("t3", 300));
+        assert!(s.suite_ticket("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn auth_corps_are_stored_disabled_and_reenabled() {
+        let s = StateStore::open_in_memory().unwrap();
+        s.put_auth_corp("wwc", "ws", "Corp", &Secret::new("pc1"))
+            .unwrap();
+        let c = s.auth_corp("wwc").unwrap().unwrap();
+        assert!(c.enabled);
+        assert_eq!(c.permanent_code.unwrap().expose(), "pc1");
+        assert!(s.disable_auth_corp("wwc", true).unwrap());
+        let c = s.auth_corp("wwc").unwrap().unwrap();
+        assert!(!c.enabled && c.permanent_code.is_none());
+        assert!(!s.disable_auth_corp("unknown", true).unwrap());
+        s.put_auth_corp("wwc", "ws", "Corp 2", &Secret::new("pc2"))
+            .unwrap();
+        assert_eq!(s.auth_corps().unwrap()[0].corp_name, "Corp 2");
+        assert!(s.auth_corps().unwrap()[0].enabled);
+    }
+
+    #[test]
+    fn callback_keys_are_claimed_once_until_they_expire() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        let claimed = s
+            .in_transaction(|s| s.claim_callback_keys(&["a", "b", "a"], 1000, 60))
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed, vec![true, true, false]);
+        assert_eq!(
+            s.claim_callback_keys(&["b"], 1059, 60).unwrap(),
+            vec![false]
+        );
+        // Expired: a new delivery with the same key is new again.
+        assert_eq!(s.claim_callback_keys(&["b"], 1060, 60).unwrap(), vec![true]);
+    }
+
+    #[test]
+    fn tokens_keep_the_later_expiry_and_remove_only_the_rejected_one() {
+        let s = StateStore::open_in_memory().unwrap();
+        s.save_token("k", &Secret::new("new"), 200).unwrap();
+        s.save_token("k", &Secret::new("old"), 100).unwrap();
+        assert_eq!(s.token("k").unwrap().unwrap().0.expose(), "new");
+        s.remove_token("k", &Secret::new("old")).unwrap();
+        assert!(s.token("k").unwrap().is_some());
+        s.remove_token("k", &Secret::new("new")).unwrap();
+        assert!(s.token("k").unwrap().is_none());
+    }
+
+    #[test]
+    fn tickets_expire_after_30_minutes_and_tokens_round_trip() {
+        let state = SharedState::new(StateStore::open_in_memory().unwrap());
+        let clock = Arc::new(ManualClock::new(10_000));
+        let tickets = StoredSuiteTickets::new(state.clone(), clock.clone());
+        assert!(tickets.latest("ws").is_none());
+        state
+            .lock()
+            .offer_suite_ticket("ws", &Secret::new("t"), 10_000)
+            .unwrap();
+        assert_eq!(tickets.latest("ws").unwrap().expose(), "t");
+        clock.advance(SUITE_TICKET_TTL_SECS);
+        assert!(tickets.latest("ws").is_none());
+
+        let tok = StoredToken {
+            value: Secret::new("v"),
+            expires_at_unix: 5,
+        };
+        state.save("k", &tok);
+        assert_eq!(state.load("k"), Some(tok));
+        state.remove("k", &Secret::new("v"));
+        assert_eq!(state.load("k"), None);
+    }
+}
