@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use wecom_archive::crypto::callback::CallbackCrypto;
+use wecom_archive::crypto::msgcrypt::MsgCrypt;
 
 const TOKEN: &str = "tok3nSelfBuilt";
 const KEY: &str = "XVq3xNL6A3C7eyC6YDrGdnGVNjvBpABlKGOdcUCXhSi";
@@ -30,7 +30,7 @@ fn event() -> Vec<u8> {
 }
 
 fn bench_callback(c: &mut Criterion) {
-    let crypto = CallbackCrypto::new(TOKEN, KEY).expect("valid key");
+    let crypto = MsgCrypt::new(TOKEN, KEY).expect("valid key");
     let msg = event();
     let encrypt = crypto.encrypt(&msg, RID);
     let signature = crypto.signature(TS, NONCE, &encrypt);

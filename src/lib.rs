@@ -16,16 +16,16 @@
 //! * [`state`] remembers checkpoints in an embedded SQLite database;
 //! * [`media`] downloads the files messages point at (`GetMediaData`), resumable and verified.
 //!
-//! [`crypto::callback`] implements WXBizMsgCrypt for the callback side.
+//! [`crypto::msgcrypt`] implements WXBizMsgCrypt for the callback side.
 //!
 //! The WeCom-facing side: [`auth`] (tokens, OAuth) and [`api`] (HTTP client, msgaudit and service
-//! APIs); [`callback`] receives WeCom's callbacks and [`serve`] acts on them (suite tickets,
+//! APIs); [`serve`] receives WeCom's callbacks ([`serve::callback`]) and acts on them (suite tickets,
 //! authorizations, `msgaudit_notify`-driven pulls); with feature `emulator`, `emulator` is a
 //! local WeCom API emulator for tests.
 
 pub mod api;
 pub mod auth;
-pub mod callback;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -33,6 +33,7 @@ pub mod media;
 pub mod model;
 pub mod pipeline;
 pub mod pull;
+pub mod secret;
 pub mod serve;
 pub mod sink;
 pub mod source;

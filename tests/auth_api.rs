@@ -13,7 +13,7 @@ use wecom_archive::api::msgaudit::{
 use wecom_archive::api::service::{AuthType, Service, PERMANENT_CODE_V2_PATH};
 use wecom_archive::auth::oauth;
 use wecom_archive::auth::providers::{CorpToken, ProviderToken, StaticSuiteTicket, SuiteToken};
-use wecom_archive::auth::secret::Secret;
+use wecom_archive::secret::Secret;
 
 fn archive(e: &Env) -> Arc<CorpToken> {
     Arc::new(CorpToken::new(

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use common::*;
 use wecom_archive::api::error::ApiError;
 use wecom_archive::api::msgaudit::{MsgAudit, PERMIT_USER_LIST_PATH};
-use wecom_archive::auth::clock::Clock;
 use wecom_archive::auth::providers::{
     AuthCorpToken, CorpToken, MemorySuiteTickets, ProviderToken, StaticSuiteTicket, SuiteToken,
     CORP_TOKEN_PATH, GETTOKEN_PATH, PROVIDER_TOKEN_PATH, SUITE_TOKEN_PATH,
 };
-use wecom_archive::auth::secret::Secret;
 use wecom_archive::auth::token::{
     CachePolicy, JsonFileTokenStore, TokenCache, TokenOrigin, TokenStore,
 };
 use wecom_archive::auth::TokenProvider;
+use wecom_archive::clock::Clock;
+use wecom_archive::secret::Secret;
 
 fn archive_token(e: &Env, secret: &str) -> Arc<CorpToken> {
     Arc::new(CorpToken::new(

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde_json::Value;
-use wecom_archive::crypto::callback::{decode_encoding_aes_key, CallbackCrypto, CallbackError};
+use wecom_archive::crypto::msgcrypt::{decode_encoding_aes_key, MsgCrypt, MsgCryptError};
 
 fn fixtures() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/callback.json");
@@ -40,8 +40,8 @@ fn unhex(h: &str) -> Vec<u8> {
         .collect()
 }
 
-fn crypto_for(v: &Value) -> CallbackCrypto {
-    CallbackCrypto::new(s(v, "token"), s(v, "encoding_aes_key")).expect("valid key")
+fn crypto_for(v: &Value) -> MsgCrypt {
+    MsgCrypt::new(s(v, "token"), s(v, "encoding_aes_key")).expect("valid key")
 }
 
 #[test]
@@ -225,19 +225,19 @@ fn negative_cases() {
                 let err = out.expect_err(name);
                 let ok = match name {
                     "receiveid_mismatch" => {
-                        err == CallbackError::ReceiveIdMismatch {
+                        err == MsgCryptError::ReceiveIdMismatch {
                             received: "wwa1b2c3d4e5f60718".into(),
                         }
                     }
                     "bad_signature" | "uppercase_signature" => {
-                        err == CallbackError::SignatureMismatch
+                        err == MsgCryptError::SignatureMismatch
                     }
-                    "pad_byte_zero" => err == CallbackError::BadPadding { last_byte: 0 },
-                    "pad_byte_33" => err == CallbackError::BadPadding { last_byte: 0x21 },
-                    "pad_bytes_inconsistent" => matches!(err, CallbackError::BadPadding { .. }),
-                    "msg_len_too_large" => matches!(err, CallbackError::MsgLenOutOfRange { .. }),
+                    "pad_byte_zero" => err == MsgCryptError::BadPadding { last_byte: 0 },
+                    "pad_byte_33" => err == MsgCryptError::BadPadding { last_byte: 0x21 },
+                    "pad_bytes_inconsistent" => matches!(err, MsgCryptError::BadPadding { .. }),
+                    "msg_len_too_large" => matches!(err, MsgCryptError::MsgLenOutOfRange { .. }),
                     "ciphertext_not_block_multiple" => {
-                        matches!(err, CallbackError::CiphertextLength { len: 59 })
+                        matches!(err, MsgCryptError::CiphertextLength { len: 59 })
                     }
                     other => panic!("unclassified reject case {other}"),
                 };
@@ -277,7 +277,7 @@ fn random_receiveid(rng: &mut StdRng) -> String {
 #[test]
 fn round_trip_lengths_0_to_300() {
     let mut rng = StdRng::seed_from_u64(0x5eed);
-    let c = CallbackCrypto::new(
+    let c = MsgCrypt::new(
         "tok3nSelfBuilt",
         "XVq3xNL6A3C7eyC6YDrGdnGVNjvBpABlKGOdcUCXhSi",
     )
@@ -307,7 +307,7 @@ fn decoded_len(b64: &str) -> usize {
 
 #[test]
 fn pad_sweep_1_to_32() {
-    let c = CallbackCrypto::new("QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap();
+    let c = MsgCrypt::new("QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap();
     let rid = "wx5823bf96d3bd56c7";
     let mut pads = BTreeSet::new();
     for len in 0..64usize {
@@ -327,15 +327,15 @@ fn pad_sweep_1_to_32() {
 fn secrets_never_printed() {
     let token = "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo";
     let key = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt";
-    let c = CallbackCrypto::new(token, key).unwrap();
+    let c = MsgCrypt::new(token, key).unwrap();
     let mut texts = vec![format!("{c:?}"), format!("{c:#?}")];
     let enc = c.encrypt(b"<xml>hello</xml>", "ww1436e0e65a779aee");
     let sig = c.signature("1", "2", &enc);
     let mut bad_pad = vec![0u8; 32];
     bad_pad[0] = 1;
     let errors = [
-        CallbackCrypto::new(token, &key[..42]).unwrap_err(),
-        CallbackCrypto::new(token, &format!("{}!", &key[..42])).unwrap_err(),
+        MsgCrypt::new(token, &key[..42]).unwrap_err(),
+        MsgCrypt::new(token, &format!("{}!", &key[..42])).unwrap_err(),
         c.verify_and_decrypt(
             "0".repeat(40).as_str(),
             "1",
@@ -362,7 +362,7 @@ fn secrets_never_printed() {
         assert!(!t.contains(&key_hex), "key bytes leaked: {t}");
         assert!(!t.contains("hello"), "plaintext leaked: {t}");
     }
-    assert_eq!(texts[0], "CallbackCrypto { .. }");
+    assert_eq!(texts[0], "MsgCrypt { .. }");
 }
 
 /// Standard padded base64, for hand-made ciphertexts.
@@ -374,7 +374,7 @@ fn wecom_b64(bytes: &[u8]) -> String {
 #[test]
 fn fuzz_decrypt_never_panics() {
     let mut rng = StdRng::seed_from_u64(0xf022);
-    let c = CallbackCrypto::new("QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap();
+    let c = MsgCrypt::new("QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").unwrap();
     let rid = "wx5823bf96d3bd56c7";
     let valid: Vec<Vec<u8>> = (0..8)
         .map(|i| {

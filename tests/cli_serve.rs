@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::serve::*;
-use wecom_archive::emulator::callback::{msgaudit_notify_xml, CallbackSender};
+use wecom_archive::emulator::sender::{msgaudit_notify_xml, CallbackSender};
 use wecom_archive::sink::inventory::scan;
 use wecom_archive::state::StateStore;
 
@@ -228,8 +228,8 @@ async fn sigterm_during_a_pull_commits_the_batch_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_show_secrets() {
-    use wecom_archive::auth::clock::{Clock, ManualClock, SystemClock};
-    use wecom_archive::emulator::callback::{create_auth_xml, suite_ticket_xml};
+    use wecom_archive::clock::{Clock, ManualClock, SystemClock};
+    use wecom_archive::emulator::sender::{create_auth_xml, suite_ticket_xml};
     // The binary runs on the system clock; the emulator's manual clock starts at the same time.
     let clock = std::sync::Arc::new(ManualClock::new(SystemClock.now_unix()));
     let emu = wecom_archive::emulator::Emulator::start(common::world(), clock)

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use common::*;
-use wecom_archive::auth::clock::{Clock, ManualClock, SystemClock};
 use wecom_archive::auth::providers::GETTOKEN_PATH;
+use wecom_archive::clock::{Clock, ManualClock, SystemClock};
 use wecom_archive::emulator::Emulator;
 
 async fn run(args: Vec<String>) -> Output {

@@ -10,9 +10,9 @@ use common::serve::*;
 use common::*;
 use serde_json::Value;
 use wecom_archive::api::service::{AUTH_INFO_PATH, PERMANENT_CODE_V2_PATH};
-use wecom_archive::auth::clock::ManualClock;
 use wecom_archive::auth::providers::SUITE_TOKEN_PATH;
-use wecom_archive::emulator::callback::{
+use wecom_archive::clock::ManualClock;
+use wecom_archive::emulator::sender::{
     auth_change_xml, create_auth_xml, msgaudit_notify_xml, reset_permanent_code_xml,
     suite_ticket_xml, CallbackSender, SignedRequest,
 };

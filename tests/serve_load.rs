@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::serve::*;
 use common::*;
-use wecom_archive::auth::clock::ManualClock;
-use wecom_archive::emulator::callback::{msgaudit_notify_xml, suite_ticket_xml, SignedRequest};
+use wecom_archive::clock::ManualClock;
+use wecom_archive::emulator::sender::{msgaudit_notify_xml, suite_ticket_xml, SignedRequest};
 use wecom_archive::emulator::Emulator;
 
 const NOW: i64 = 1_800_000_000;

@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::error::{config_hint, reaction, ApiError, CallContext, Reaction};
-use crate::auth::clock::{Clock, SystemClock};
 use crate::auth::TokenProvider;
+use crate::clock::{Clock, SystemClock};
 
 /// The real WeCom API host.
 pub const DEFAULT_BASE_URL: &str = "https://qyapi.weixin.qq.com";

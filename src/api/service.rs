@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use crate::api::client::{ApiClient, Method};
 use crate::api::error::ApiError;
 use crate::auth::oauth::COMPONENT;
-use crate::auth::secret::Secret;
 use crate::auth::TokenProvider;
+use crate::secret::Secret;
 
 /// `GET /cgi-bin/service/get_pre_auth_code`.
 pub const PRE_AUTH_CODE_PATH: &str = "/cgi-bin/service/get_pre_auth_code";

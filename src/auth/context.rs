@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::client::{ApiClient, ClientConfig, DEFAULT_BASE_URL};
-use crate::auth::clock::Clock;
 use crate::auth::providers::{
     AuthCorpToken, CorpToken, ProviderToken, StaticSuiteTicket, SuiteTicketSource, SuiteToken,
 };
 use crate::auth::token::{
     CachePolicy, JsonFileTokenStore, MemoryTokenStore, TokenCache, TokenStore,
 };
+use crate::clock::Clock;
 use crate::config::{
     AppSection, AuthCorpSection, ConfigError, ProviderSection, SecretRef, SuiteSection,
 };
@@ -216,7 +216,7 @@ impl AuthContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clock::SystemClock;
+    use crate::clock::SystemClock;
 
     const EXAMPLE: &str = r#"
 api_base = "http://127.0.0.1:1"

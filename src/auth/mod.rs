@@ -1,7 +1,6 @@
-//! Authorization: the credentials WeCom APIs need.
+//! Authorization: the credentials WeCom APIs need. Credentials and tokens are held in a
+//! [`Secret`]; expiry is decided on an injectable [`crate::clock::Clock`].
 //!
-//! * [`secret`]: the [`Secret`] newtype every credential and token lives in;
-//! * [`clock`]: the injectable clock expiry decisions are made with;
 //! * [`token`]: [`TokenCache`](token::TokenCache) — expiry margin, refresh-ahead, single-flight,
 //!   invalidation, persistence through a [`TokenStore`](token::TokenStore);
 //! * [`providers`]: corp `access_token`, `suite_access_token`, `provider_access_token` and the
@@ -10,18 +9,16 @@
 //! * [`context`]: the client, token cache and providers built from the auth sections of the
 //!   configuration ([`crate::config`]).
 
-pub mod clock;
 pub mod context;
 pub mod oauth;
 pub mod providers;
-pub mod secret;
 pub mod token;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::api::error::ApiError;
-use secret::Secret;
+use crate::secret::Secret;
 
 /// A boxed, sendable future (object-safe async trait methods without an extra crate).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

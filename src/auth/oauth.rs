@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::api::client::{ApiClient, Method};
 use crate::api::error::ApiError;
-use crate::auth::secret::Secret;
 use crate::auth::TokenProvider;
+use crate::secret::Secret;
 
 /// Percent-encoding of one URL component, like JavaScript's `encodeURIComponent`: everything but
 /// `A-Z a-z 0-9 - _ . ~` is encoded (so `:`, `/`, `?`, `&`, `=` and `#` in a redirect_uri are).

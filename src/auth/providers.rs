@@ -19,10 +19,10 @@ use serde_json::json;
 
 use crate::api::client::{decode, ApiClient, Method};
 use crate::api::error::{ApiError, CallContext};
-use crate::auth::clock::Clock;
-use crate::auth::secret::Secret;
 use crate::auth::token::{FetchedToken, StoredToken, TokenCache, TokenOrigin};
 use crate::auth::{BoxFuture, TokenProvider};
+use crate::clock::Clock;
+use crate::secret::Secret;
 
 /// Path of the self-built / 代开发 token API.
 pub const GETTOKEN_PATH: &str = "/cgi-bin/gettoken";
@@ -492,7 +492,7 @@ impl TokenProvider for AuthCorpToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clock::ManualClock;
+    use crate::clock::ManualClock;
 
     #[test]
     fn newer_suite_ticket_wins_and_expires_after_30_min() {

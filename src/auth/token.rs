@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::api::error::ApiError;
-use crate::auth::clock::Clock;
-use crate::auth::secret::Secret;
+use crate::clock::Clock;
+use crate::secret::Secret;
 
 /// A token with its absolute expiry, as kept in a [`TokenStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -454,7 +454,7 @@ impl TokenCache {
 mod tests {
     use super::*;
     use crate::api::error::CallContext;
-    use crate::auth::clock::ManualClock;
+    use crate::clock::ManualClock;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn cache(clock: &Arc<ManualClock>, store: Arc<dyn TokenStore>) -> TokenCache {

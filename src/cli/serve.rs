@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use wecom_archive::auth::clock::SystemClock;
+use wecom_archive::clock::SystemClock;
 use wecom_archive::config::Config;
 use wecom_archive::serve::{self, Options};
 

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use wecom_archive::auth::clock::{format_unix_utc, Clock, SystemClock};
 use wecom_archive::auth::context::AuthContext;
 use wecom_archive::auth::token::{StoredToken, TokenOrigin};
 use wecom_archive::auth::TokenProvider;
+use wecom_archive::clock::{format_unix_utc, Clock, SystemClock};
 
 /// Which credential's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::context::AuthConfig;
-pub use crate::auth::secret::Secret;
+pub use crate::secret::Secret;
 pub use secret::SecretRef;
 use sections::{default_out, default_poll, default_tz};
 pub use sections::{

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::ConfigError;
-use crate::auth::secret::Secret;
+use crate::secret::Secret;
 
 /// Where one secret comes from: `section` and `field` name it in errors (`[suite]`, `secret`).
 #[derive(Debug, Clone, Copy)]

@@ -3,9 +3,9 @@
 //! * [`keyring`]: `publickey_ver` → RSA private key.
 //! * [`unwrap`]: RSA-2048 PKCS#1 v1.5 unwrap of `encrypt_random_key`, with pluggable backends.
 //! * [`message`]: native, byte-exact `DecryptData` (and its inverse, for the simulator and tests).
-//! * [`callback`]: WXBizMsgCrypt signature and AES for callbacks.
+//! * [`msgcrypt`]: WXBizMsgCrypt, the signature and AES of WeCom callbacks.
 
-pub mod callback;
 pub mod keyring;
 pub mod message;
+pub mod msgcrypt;
 pub mod unwrap;

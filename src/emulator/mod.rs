@@ -1,7 +1,7 @@
 //! A local WeCom API emulator (feature `emulator`): an axum server on 127.0.0.1 that implements
 //! the token, service, msgaudit and OAuth endpoints with their documented behaviour.
 //!
-//! * tokens last 7200 s on an injected [`Clock`] (share a [`ManualClock`](crate::auth::clock::ManualClock)
+//! * tokens last 7200 s on an injected [`Clock`] (share a [`ManualClock`](crate::clock::ManualClock)
 //!   with the client to move time), every fetch issues a new token;
 //! * errcodes: 40013 bad corpid, 40001 bad secret, 40083 bad suite_id (or GET), 40085 bad
 //!   suite_ticket, 40084 bad permanent_code, 40014 / 42001 unknown / expired access_token,
@@ -18,7 +18,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::sync::Arc;
-//! use wecom_archive::auth::clock::ManualClock;
+//! use wecom_archive::clock::ManualClock;
 //! use wecom_archive::emulator::{Emulator, EmulatorConfig};
 //! let clock = Arc::new(ManualClock::new(1_700_000_000));
 //! let emu = Emulator::start(EmulatorConfig::default().archive_corp("wwcorp", "s3cret"), clock).await?;
@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod callback;
+pub mod sender;
 mod state;
 
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ use axum::http::{Method, Uri};
 use axum::Json;
 use serde_json::Value;
 
-use crate::auth::clock::Clock;
+use crate::clock::Clock;
 
 pub use state::{
     Authorization, CorpApp, EmulatorConfig, EmulatorState, Room, SuiteApp,

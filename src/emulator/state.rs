@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::auth::clock::Clock;
+use crate::clock::Clock;
 
 /// Lifetime of every token the emulator issues, as WeCom documents (7200 s).
 pub const TOKEN_LIFETIME_SECS: i64 = 7200;
@@ -802,7 +802,7 @@ impl EmulatorState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clock::ManualClock;
+    use crate::clock::ManualClock;
 
     fn state() -> (EmulatorState, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(1_000_000));

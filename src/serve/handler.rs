@@ -12,9 +12,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::api::service::Service;
-use crate::auth::clock::Clock;
-use crate::auth::secret::Secret;
-use crate::callback::{Event, Inbound, KnownCorps};
+use crate::clock::Clock;
+use crate::secret::Secret;
+use crate::serve::callback::{Event, Inbound, KnownCorps};
 use crate::serve::metrics::Metrics;
 use crate::serve::scheduler::{Requested, Scheduler};
 use crate::state::{SharedState, StateStore};

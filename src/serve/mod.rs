@@ -12,6 +12,7 @@
 //! [`start`] runs it on the current tokio runtime; [`Running::shutdown`] stops accepting,
 //! drains the queue, lets running pulls finish their batch and commit, and returns.
 
+pub mod callback;
 pub mod handler;
 pub mod metrics;
 pub mod pull;
@@ -27,14 +28,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::service::Service;
-use crate::auth::clock::Clock;
 use crate::auth::context::AuthContext;
-use crate::auth::secret::Secret;
 use crate::auth::token::{StoredToken, TokenStore};
-use crate::callback::{CallbackServer, Endpoint, KnownCorps, Limits, ReceiveIds, RouteKind};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::SecretRef;
-use crate::crypto::callback::CallbackCrypto;
+use crate::crypto::msgcrypt::MsgCrypt;
+use crate::secret::Secret;
+use crate::serve::callback::{CallbackServer, Endpoint, KnownCorps, Limits, ReceiveIds, RouteKind};
 use crate::state::{SharedState, StateStore, StoredSuiteTickets};
 use handler::EventHandler;
 use metrics::Metrics;
@@ -163,7 +164,7 @@ fn crypto_for(
     config: &Config,
     token: (&Option<String>, &Option<std::path::PathBuf>),
     key: (&Option<String>, &Option<std::path::PathBuf>),
-) -> Result<CallbackCrypto, ServeError> {
+) -> Result<MsgCrypt, ServeError> {
     let res = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| config.resolve(p));
     let token_file = res(token.1);
     let key_file = res(key.1);
@@ -181,7 +182,7 @@ fn crypto_for(
         file: key_file.as_deref(),
     }
     .read()?;
-    CallbackCrypto::new(t.expose(), k.expose())
+    MsgCrypt::new(t.expose(), k.expose())
         .map_err(|e| ServeError::Config(format!("[{section}]: {e}")))
 }
 

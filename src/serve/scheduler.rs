@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, Semaphore};
 
-use crate::auth::clock::Clock;
+use crate::clock::Clock;
 use crate::pull::{Outcome, PullReport};
 use crate::serve::metrics::Metrics;
 
@@ -283,7 +283,7 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clock::ManualClock;
+    use crate::clock::ManualClock;
     use std::sync::atomic::AtomicU64;
     use std::time::Duration;
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use rusqlite::{params, OptionalExtension};
 
 use super::{now_unix, SharedState, StateError, StateStore};
-use crate::auth::clock::Clock;
 use crate::auth::providers::{SuiteTicketSource, SUITE_TICKET_TTL_SECS};
-use crate::auth::secret::Secret;
 use crate::auth::token::{StoredToken, TokenStore};
+use crate::clock::Clock;
+use crate::secret::Secret;
 
 /// The tables of this area (created when missing; their names are the on-disk format).
 pub(super) const SCHEMA: &str = "
@@ -333,7 +333,7 @@ impl SuiteTicketSource for StoredSuiteTickets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clock::ManualClock;
+    use crate::clock::ManualClock;
 
     #[test]
     fn suite_ticket_keeps_the_newest_push() {

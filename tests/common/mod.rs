@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wecom_archive::api::client::{ApiClient, ClientConfig, RetryPolicy};
-use wecom_archive::auth::clock::ManualClock;
 use wecom_archive::auth::token::{CachePolicy, MemoryTokenStore, TokenCache, TokenStore};
+use wecom_archive::clock::ManualClock;
 use wecom_archive::emulator::{Emulator, EmulatorConfig, Room};
 
 pub const CORP: &str = "wwcorp0000000001";

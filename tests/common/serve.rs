@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use wecom_archive::auth::clock::ManualClock;
+use wecom_archive::clock::ManualClock;
 use wecom_archive::config::Config;
-use wecom_archive::emulator::callback::CallbackSender;
+use wecom_archive::emulator::sender::CallbackSender;
 use wecom_archive::pull::{Outcome, PullReport};
 use wecom_archive::serve::scheduler::Puller;
 use wecom_archive::serve::{self, Options, Running};

@@ -7,7 +7,7 @@
 //! * `msg_signature = hex_lower(SHA1(concat(sort([token, timestamp, nonce, Encrypt]))))`.
 //!
 //! Everything here is pure: no I/O, no global state, and no panic on any received input.
-//! Network input should go through [`CallbackCrypto::verify_and_decrypt`]: the signature
+//! Network input should go through [`MsgCrypt::verify_and_decrypt`]: the signature
 //! authenticates the ciphertext before any AES or padding work, so distinct decryption errors
 //! cannot become a padding oracle.
 
@@ -40,7 +40,7 @@ const HEADER_LEN: usize = RANDOM_LEN + 4;
 /// AES block size.
 const AES_BLOCK: usize = 16;
 
-/// Longest receiveid echoed back in [`CallbackError::ReceiveIdMismatch`], in bytes.
+/// Longest receiveid echoed back in [`MsgCryptError::ReceiveIdMismatch`], in bytes.
 const MAX_ECHOED_RECEIVEID: usize = 128;
 
 /// Official keys keep non-zero bits in the last character (3 keys in 4 do), which the strict
@@ -64,11 +64,11 @@ type Aes256CbcDec = cbc::Decryptor<Aes256>;
 
 /// Every way a callback can fail to verify or decrypt.
 ///
-/// [`CallbackError::code`] maps each variant to Tencent's `ierror` code. No variant carries the
+/// [`MsgCryptError::code`] maps each variant to Tencent's `ierror` code. No variant carries the
 /// token, the key or decrypted message content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CallbackError {
+pub enum MsgCryptError {
     /// The `EncodingAESKey` is not 43 base64 characters decoding to 32 bytes (−40004).
     #[error("illegal EncodingAESKey: {reason}")]
     IllegalAesKey {
@@ -116,18 +116,18 @@ pub enum CallbackError {
     },
 }
 
-impl CallbackError {
+impl MsgCryptError {
     /// Tencent's `ierror` code for this error (`WXBizMsgCrypt_*` in the official samples).
     pub fn code(&self) -> i32 {
         match self {
-            CallbackError::SignatureMismatch => -40001,
-            CallbackError::IllegalAesKey { .. } => -40004,
-            CallbackError::ReceiveIdMismatch { .. } => -40005,
-            CallbackError::CiphertextLength { .. } => -40007,
-            CallbackError::BadPadding { .. }
-            | CallbackError::PlaintextTooShort { .. }
-            | CallbackError::MsgLenOutOfRange { .. } => -40008,
-            CallbackError::Base64(_) => -40010,
+            MsgCryptError::SignatureMismatch => -40001,
+            MsgCryptError::IllegalAesKey { .. } => -40004,
+            MsgCryptError::ReceiveIdMismatch { .. } => -40005,
+            MsgCryptError::CiphertextLength { .. } => -40007,
+            MsgCryptError::BadPadding { .. }
+            | MsgCryptError::PlaintextTooShort { .. }
+            | MsgCryptError::MsgLenOutOfRange { .. } => -40008,
+            MsgCryptError::Base64(_) => -40010,
         }
     }
 }
@@ -163,20 +163,20 @@ impl fmt::Debug for Decrypted {
 /// Accepts non-canonical trailing bits in the last character, as every official SDK does.
 pub fn decode_encoding_aes_key(
     encoding_aes_key: &str,
-) -> Result<Zeroizing<[u8; 32]>, CallbackError> {
+) -> Result<Zeroizing<[u8; 32]>, MsgCryptError> {
     if encoding_aes_key.len() != ENCODING_AES_KEY_LEN {
-        return Err(CallbackError::IllegalAesKey {
+        return Err(MsgCryptError::IllegalAesKey {
             reason: "EncodingAESKey must be 43 characters",
         });
     }
     let mut buf = Zeroizing::new([0u8; 33]);
     let n = KEY_ENGINE
         .decode_slice(encoding_aes_key.as_bytes(), &mut buf[..])
-        .map_err(|_| CallbackError::IllegalAesKey {
+        .map_err(|_| MsgCryptError::IllegalAesKey {
             reason: "EncodingAESKey is not valid base64",
         })?;
     if n != 32 {
-        return Err(CallbackError::IllegalAesKey {
+        return Err(MsgCryptError::IllegalAesKey {
             reason: "EncodingAESKey does not decode to 32 bytes",
         });
     }
@@ -189,23 +189,23 @@ pub fn decode_encoding_aes_key(
 ///
 /// The token and key are wiped on drop, and `Debug` prints neither.
 #[derive(Clone, ZeroizeOnDrop)]
-pub struct CallbackCrypto {
+pub struct MsgCrypt {
     token: String,
     key: [u8; 32],
 }
 
-impl fmt::Debug for CallbackCrypto {
+impl fmt::Debug for MsgCrypt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallbackCrypto").finish_non_exhaustive()
+        f.debug_struct("MsgCrypt").finish_non_exhaustive()
     }
 }
 
-impl CallbackCrypto {
+impl MsgCrypt {
     /// Builds the codec from the configured token and `EncodingAESKey`.
     ///
-    /// Fails with [`CallbackError::IllegalAesKey`] when the key is not 43 base64 characters
+    /// Fails with [`MsgCryptError::IllegalAesKey`] when the key is not 43 base64 characters
     /// decoding to 32 bytes. The token is used as given (only the signature reads it).
-    pub fn new(token: &str, encoding_aes_key: &str) -> Result<Self, CallbackError> {
+    pub fn new(token: &str, encoding_aes_key: &str) -> Result<Self, MsgCryptError> {
         let key = decode_encoding_aes_key(encoding_aes_key)?;
         Ok(Self {
             token: token.to_owned(),
@@ -246,12 +246,12 @@ impl CallbackCrypto {
         timestamp: &str,
         nonce: &str,
         encrypt: &str,
-    ) -> Result<(), CallbackError> {
+    ) -> Result<(), MsgCryptError> {
         let expected = self.signature_hex(timestamp, nonce, encrypt);
         if bool::from(msg_signature.as_bytes().ct_eq(&expected)) {
             Ok(())
         } else {
-            Err(CallbackError::SignatureMismatch)
+            Err(MsgCryptError::SignatureMismatch)
         }
     }
 
@@ -266,7 +266,7 @@ impl CallbackCrypto {
         nonce: &str,
         encrypt: &str,
         allowed_receiveids: &[&str],
-    ) -> Result<Decrypted, CallbackError> {
+    ) -> Result<Decrypted, MsgCryptError> {
         self.verify_signature(msg_signature, timestamp, nonce, encrypt)?;
         self.decrypt(encrypt, allowed_receiveids)
     }
@@ -280,7 +280,7 @@ impl CallbackCrypto {
         nonce: &str,
         encrypt: &str,
         is_allowed: impl FnOnce(&str) -> bool,
-    ) -> Result<Decrypted, CallbackError> {
+    ) -> Result<Decrypted, MsgCryptError> {
         self.verify_signature(msg_signature, timestamp, nonce, encrypt)?;
         self.decrypt_with(encrypt, is_allowed)
     }
@@ -294,7 +294,7 @@ impl CallbackCrypto {
         &self,
         encrypt: &str,
         allowed_receiveids: &[&str],
-    ) -> Result<Decrypted, CallbackError> {
+    ) -> Result<Decrypted, MsgCryptError> {
         self.decrypt_with(encrypt, |rid| allowed_receiveids.contains(&rid))
     }
 
@@ -303,7 +303,7 @@ impl CallbackCrypto {
         &self,
         encrypt: &str,
         is_allowed: impl FnOnce(&str) -> bool,
-    ) -> Result<Decrypted, CallbackError> {
+    ) -> Result<Decrypted, MsgCryptError> {
         let mut buf = decode_base64(encrypt)?;
         let result = self.open(&mut buf, is_allowed);
         if result.is_err() {
@@ -318,34 +318,34 @@ impl CallbackCrypto {
         &self,
         buf: &mut Vec<u8>,
         is_allowed: impl FnOnce(&str) -> bool,
-    ) -> Result<Decrypted, CallbackError> {
+    ) -> Result<Decrypted, MsgCryptError> {
         let len = buf.len();
         if len == 0 || !len.is_multiple_of(AES_BLOCK) {
-            return Err(CallbackError::CiphertextLength { len });
+            return Err(MsgCryptError::CiphertextLength { len });
         }
         Aes256CbcDec::new(
             &self.key.into(),
             GenericArray::from_slice(&self.key[..AES_BLOCK]),
         )
         .decrypt_padded_mut::<NoPadding>(buf)
-        .map_err(|_| CallbackError::CiphertextLength { len })?;
+        .map_err(|_| MsgCryptError::CiphertextLength { len })?;
 
         let unpadded = strip_padding(buf)?;
         if unpadded < HEADER_LEN {
-            return Err(CallbackError::PlaintextTooShort { len: unpadded });
+            return Err(MsgCryptError::PlaintextTooShort { len: unpadded });
         }
         let msg_len = u32::from_be_bytes([buf[16], buf[17], buf[18], buf[19]]);
         let available = unpadded - HEADER_LEN;
         let msg_end = match usize::try_from(msg_len) {
             Ok(n) if n <= available => HEADER_LEN + n,
-            _ => return Err(CallbackError::MsgLenOutOfRange { msg_len, available }),
+            _ => return Err(MsgCryptError::MsgLenOutOfRange { msg_len, available }),
         };
 
         let rid_bytes = &buf[msg_end..unpadded];
         let receiveid = match std::str::from_utf8(rid_bytes) {
             Ok(rid) if is_allowed(rid) => rid.to_owned(),
             _ => {
-                return Err(CallbackError::ReceiveIdMismatch {
+                return Err(MsgCryptError::ReceiveIdMismatch {
                     received: echo_receiveid(rid_bytes),
                 })
             }
@@ -451,7 +451,7 @@ impl CallbackCrypto {
 }
 
 /// Base64-decodes `encrypt`, ignoring ASCII whitespace (line-wrapped senders).
-fn decode_base64(encrypt: &str) -> Result<Vec<u8>, CallbackError> {
+fn decode_base64(encrypt: &str) -> Result<Vec<u8>, MsgCryptError> {
     let bytes = encrypt.as_bytes();
     if bytes.iter().any(u8::is_ascii_whitespace) {
         let compact: Vec<u8> = bytes
@@ -463,27 +463,27 @@ fn decode_base64(encrypt: &str) -> Result<Vec<u8>, CallbackError> {
     } else {
         ENCRYPT_ENGINE.decode(bytes)
     }
-    .map_err(CallbackError::Base64)
+    .map_err(MsgCryptError::Base64)
 }
 
 /// Validates the 32-block PKCS#7 padding and returns the unpadded length.
 ///
 /// Any pad length 1..=32 is accepted whatever the ciphertext length, so 16-block padding from
 /// other libraries decrypts too; all pad bytes must equal the last one.
-fn strip_padding(plain: &[u8]) -> Result<usize, CallbackError> {
+fn strip_padding(plain: &[u8]) -> Result<usize, MsgCryptError> {
     let Some(&last_byte) = plain.last() else {
-        return Err(CallbackError::BadPadding { last_byte: 0 });
+        return Err(MsgCryptError::BadPadding { last_byte: 0 });
     };
     let pad = usize::from(last_byte);
     if pad == 0 || pad > PAD_BLOCK || pad > plain.len() {
-        return Err(CallbackError::BadPadding { last_byte });
+        return Err(MsgCryptError::BadPadding { last_byte });
     }
     let start = plain.len() - pad;
     let diff = plain[start..]
         .iter()
         .fold(0u8, |acc, &b| acc | (b ^ last_byte));
     if diff != 0 {
-        return Err(CallbackError::BadPadding { last_byte });
+        return Err(MsgCryptError::BadPadding { last_byte });
     }
     Ok(start)
 }
@@ -521,12 +521,12 @@ mod tests {
     const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
     const RID: &str = "wx5823bf96d3bd56c7";
 
-    fn crypto() -> CallbackCrypto {
-        CallbackCrypto::new(TOKEN, KEY).unwrap()
+    fn crypto() -> MsgCrypt {
+        MsgCrypt::new(TOKEN, KEY).unwrap()
     }
 
     /// Encrypts a hand-made plaintext (any padding), to reach the padding checks.
-    fn seal_raw(c: &CallbackCrypto, mut plain: Vec<u8>) -> String {
+    fn seal_raw(c: &MsgCrypt, mut plain: Vec<u8>) -> String {
         c.seal(&mut plain)
     }
 
@@ -571,17 +571,16 @@ mod tests {
             &format!("{KEY}="),
             "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2!",
         ] {
-            let err = CallbackCrypto::new(TOKEN, bad).unwrap_err();
+            let err = MsgCrypt::new(TOKEN, bad).unwrap_err();
             assert!(
-                matches!(err, CallbackError::IllegalAesKey { .. }),
+                matches!(err, MsgCryptError::IllegalAesKey { .. }),
                 "{bad:?}"
             );
             assert_eq!(err.code(), -40004);
         }
         // 43 bytes, but a padding character in the middle.
-        let err =
-            CallbackCrypto::new(TOKEN, "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B==").unwrap_err();
-        assert!(matches!(err, CallbackError::IllegalAesKey { .. }));
+        let err = MsgCrypt::new(TOKEN, "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B==").unwrap_err();
+        assert!(matches!(err, MsgCryptError::IllegalAesKey { .. }));
     }
 
     #[test]
@@ -595,18 +594,18 @@ mod tests {
         let mut p = plain(b"hi", RID);
         p.extend(std::iter::repeat_n(0u8, 24));
         let err = c.decrypt(&seal_raw(&c, p), &[RID]).unwrap_err();
-        assert_eq!(err, CallbackError::BadPadding { last_byte: 0 });
+        assert_eq!(err, MsgCryptError::BadPadding { last_byte: 0 });
 
         let mut p = plain(b"hi", RID);
         p.extend(std::iter::repeat_n(33u8, 24));
         let err = c.decrypt(&seal_raw(&c, p), &[RID]).unwrap_err();
-        assert_eq!(err, CallbackError::BadPadding { last_byte: 33 });
+        assert_eq!(err, MsgCryptError::BadPadding { last_byte: 33 });
 
         let mut p = plain(b"hi", RID);
         p.extend(std::iter::repeat_n(24u8, 23));
         p.insert(40, 23);
         let err = c.decrypt(&seal_raw(&c, p), &[RID]).unwrap_err();
-        assert_eq!(err, CallbackError::BadPadding { last_byte: 24 });
+        assert_eq!(err, MsgCryptError::BadPadding { last_byte: 24 });
     }
 
     #[test]
@@ -614,7 +613,7 @@ mod tests {
         let c = crypto();
         // 16 bytes of 0x10: unpadded length 0.
         let err = c.decrypt(&seal_raw(&c, vec![16u8; 16]), &[""]).unwrap_err();
-        assert_eq!(err, CallbackError::PlaintextTooShort { len: 0 });
+        assert_eq!(err, MsgCryptError::PlaintextTooShort { len: 0 });
         assert_eq!(err.code(), -40008);
 
         let mut p = plain(b"", "");
@@ -623,7 +622,7 @@ mod tests {
         let err = c.decrypt(&seal_raw(&c, p), &[""]).unwrap_err();
         assert_eq!(
             err,
-            CallbackError::MsgLenOutOfRange {
+            MsgCryptError::MsgLenOutOfRange {
                 msg_len: u32::MAX,
                 available: 0
             }
@@ -635,14 +634,14 @@ mod tests {
         let c = crypto();
         assert_eq!(
             c.decrypt("", &[RID]).unwrap_err(),
-            CallbackError::CiphertextLength { len: 0 }
+            MsgCryptError::CiphertextLength { len: 0 }
         );
         assert_eq!(
             c.decrypt("AAAA", &[RID]).unwrap_err(),
-            CallbackError::CiphertextLength { len: 3 }
+            MsgCryptError::CiphertextLength { len: 3 }
         );
         let err = c.decrypt("not base64!", &[RID]).unwrap_err();
-        assert!(matches!(err, CallbackError::Base64(_)));
+        assert!(matches!(err, MsgCryptError::Base64(_)));
         assert_eq!(err.code(), -40010);
     }
 
@@ -653,7 +652,7 @@ mod tests {
         let enc = c.encrypt(b"m", &long);
         let err = c.decrypt(&enc, &[RID]).unwrap_err();
         match err {
-            CallbackError::ReceiveIdMismatch { received } => assert_eq!(received.len(), 128),
+            MsgCryptError::ReceiveIdMismatch { received } => assert_eq!(received.len(), 128),
             other => panic!("unexpected {other:?}"),
         }
         let d = c.decrypt_with(&enc, |rid| rid.len() == 300).unwrap();
@@ -674,9 +673,9 @@ mod tests {
             .is_ok());
         assert_eq!(
             c.verify_signature(&s[..39], "1409659589", "263014780", "x"),
-            Err(CallbackError::SignatureMismatch)
+            Err(MsgCryptError::SignatureMismatch)
         );
-        assert_eq!(CallbackError::SignatureMismatch.code(), -40001);
+        assert_eq!(MsgCryptError::SignatureMismatch.code(), -40001);
     }
 
     #[test]
@@ -684,7 +683,7 @@ mod tests {
         let c = crypto();
         let dbg = format!("{c:?} {c:#?}");
         assert!(!dbg.contains(TOKEN) && !dbg.contains(KEY), "{dbg}");
-        assert_eq!(format!("{c:?}"), "CallbackCrypto { .. }");
+        assert_eq!(format!("{c:?}"), "MsgCrypt { .. }");
         let d = c.decrypt(&c.encrypt(b"secret body", RID), &[RID]).unwrap();
         assert!(!format!("{d:?}").contains("secret body"));
     }

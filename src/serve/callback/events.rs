@@ -11,8 +11,8 @@
 //!
 //! Anything else that decrypts and parses is acknowledged and ignored (see [`Event::Other`]).
 
-use crate::auth::secret::Secret;
-use crate::callback::xml::Fields;
+use crate::secret::Secret;
+use crate::serve::callback::xml::Fields;
 
 /// A callback event, parsed from the decrypted XML.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +200,7 @@ pub fn dedupe_key(receiveid: &str, fields: &Fields, plaintext: &[u8]) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::callback::xml::parse;
+    use crate::serve::callback::xml::parse;
 
     fn ev(xml: &str) -> Result<Event, EventError> {
         Event::parse(&parse(xml).unwrap(), "wwcorp")

@@ -36,10 +36,10 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
-use crate::auth::clock::Clock;
-use crate::callback::events::{dedupe_key, Event};
-use crate::callback::xml;
-use crate::crypto::callback::{CallbackCrypto, CallbackError};
+use crate::clock::Clock;
+use crate::crypto::msgcrypt::{MsgCrypt, MsgCryptError};
+use crate::serve::callback::events::{dedupe_key, Event};
+use crate::serve::callback::xml;
 use crate::serve::metrics::Metrics;
 
 /// How long a POST body may take to arrive. WeCom itself gives up after 5 s.
@@ -77,7 +77,7 @@ pub struct Endpoint {
     /// What it serves.
     pub kind: RouteKind,
     /// Token and EncodingAESKey configured for it.
-    pub crypto: CallbackCrypto,
+    pub crypto: MsgCrypt,
     /// receiveids accepted by GET URL verification.
     pub verify_receiveids: Vec<String>,
     /// receiveids accepted on POST.
@@ -294,12 +294,12 @@ fn verify_url(s: &CallbackServer, ep: &Endpoint, q: &Signed) -> Response {
     }
 }
 
-fn crypto_rejection(s: &CallbackServer, path: &str, e: &CallbackError) -> Response {
+fn crypto_rejection(s: &CallbackServer, path: &str, e: &MsgCryptError) -> Response {
     match e {
-        CallbackError::SignatureMismatch => {
+        MsgCryptError::SignatureMismatch => {
             s.reject(path, StatusCode::FORBIDDEN, "bad_signature", e)
         }
-        CallbackError::ReceiveIdMismatch { .. } => {
+        MsgCryptError::ReceiveIdMismatch { .. } => {
             s.reject(path, StatusCode::FORBIDDEN, "bad_receiveid", e)
         }
         _ => s.reject(path, StatusCode::BAD_REQUEST, "bad_encrypt", e),

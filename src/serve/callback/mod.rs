@@ -6,7 +6,7 @@
 //!   `cancel_auth`, `reset_permanent_code`, `msgaudit_notify`) and their dedupe keys;
 //! * [`xml`]: a strict, bounded reader for the flat callback XML (no DTD, no custom entities).
 //!
-//! The crypto (WXBizMsgCrypt) is [`crate::crypto::callback`]; what happens to an accepted event
+//! The crypto (WXBizMsgCrypt) is [`crate::crypto::msgcrypt`]; what happens to an accepted event
 //! is [`crate::serve`].
 
 pub mod events;

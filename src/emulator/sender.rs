@@ -3,7 +3,7 @@
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::crypto::callback::CallbackCrypto;
+use crate::crypto::msgcrypt::MsgCrypt;
 
 /// A signed, encrypted callback request, ready to send (or to tamper with in tests).
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct SignedRequest {
 /// Sends callbacks for one (Token, EncodingAESKey) pair, as WeCom would.
 #[derive(Debug, Clone)]
 pub struct CallbackSender {
-    crypto: CallbackCrypto,
+    crypto: MsgCrypt,
     base_url: String,
     http: reqwest::Client,
 }
@@ -39,14 +39,14 @@ impl CallbackSender {
     /// A sender to the server at `base_url` (`http://127.0.0.1:PORT`).
     pub fn new(token: &str, encoding_aes_key: &str, base_url: &str) -> Self {
         CallbackSender {
-            crypto: CallbackCrypto::new(token, encoding_aes_key).expect("a valid EncodingAESKey"),
+            crypto: MsgCrypt::new(token, encoding_aes_key).expect("a valid EncodingAESKey"),
             base_url: base_url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
         }
     }
 
     /// The codec (to build tampered requests).
-    pub fn crypto(&self) -> &CallbackCrypto {
+    pub fn crypto(&self) -> &MsgCrypt {
         &self.crypto
     }
 
