@@ -5,7 +5,6 @@
 //! command) and handed over as an [`AuthConfig`], with paths already resolved; secrets are read by
 //! the configuration's one rule ([`crate::config::SecretRef`]) when a provider is built.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,28 +16,7 @@ use crate::auth::token::{
     CachePolicy, JsonFileTokenStore, MemoryTokenStore, TokenCache, TokenStore,
 };
 use crate::clock::Clock;
-use crate::config::{
-    AppSection, AuthCorpSection, ConfigError, ProviderSection, SecretRef, SuiteSection,
-};
-
-/// The auth sections of the configuration, paths resolved ([`crate::config::Config::auth`]).
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    /// API base URL (default the real WeCom host).
-    pub api_base: Option<String>,
-    /// JSON token store path.
-    pub token_store: Option<PathBuf>,
-    /// Whole-request timeout in seconds.
-    pub timeout_secs: Option<u64>,
-    /// `[app]`: self-built app / session archive credential.
-    pub app: Option<AppSection>,
-    /// Third-party suite credential.
-    pub suite: Option<SuiteSection>,
-    /// Service provider credential.
-    pub provider: Option<ProviderSection>,
-    /// Authorized corps of the suite.
-    pub authcorp: Vec<AuthCorpSection>,
-}
+use crate::config::{AuthConfig, ConfigError, SecretRef};
 
 /// The client and token cache built from an [`AuthConfig`], and the token providers on them.
 pub struct AuthContext {

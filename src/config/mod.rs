@@ -48,13 +48,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auth::context::AuthConfig;
 pub use crate::secret::Secret;
 pub use secret::SecretRef;
 use sections::{default_out, default_poll, default_tz};
 pub use sections::{
-    AppCallback, AppSection, AuthCorpSection, CallbackSection, CorpSection, MediaSection,
-    ProviderSection, SdkSection, ServeSection, SourceKind, SuiteCallback, SuiteSection,
+    AppCallback, AppSection, AuthConfig, AuthCorpSection, CallbackSection, CorpSection,
+    MediaSection, ProviderSection, SdkSection, ServeSection, SourceKind, SuiteCallback,
+    SuiteSection,
 };
 
 /// A configuration problem, naming the file or section and what to fix; never a secret value.

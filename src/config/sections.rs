@@ -280,3 +280,23 @@ pub struct AuthCorpSection {
     /// File holding the permanent_code.
     pub permanent_code_file: Option<PathBuf>,
 }
+
+/// The auth sections of the configuration, paths resolved ([`super::Config::auth`]), handed to
+/// [`crate::auth::context::AuthContext`].
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// API base URL (default the real WeCom host).
+    pub api_base: Option<String>,
+    /// JSON token store path.
+    pub token_store: Option<PathBuf>,
+    /// Whole-request timeout in seconds.
+    pub timeout_secs: Option<u64>,
+    /// `[app]`: self-built app / session archive credential.
+    pub app: Option<AppSection>,
+    /// Third-party suite credential.
+    pub suite: Option<SuiteSection>,
+    /// Service provider credential.
+    pub provider: Option<ProviderSection>,
+    /// Authorized corps of the suite.
+    pub authcorp: Vec<AuthCorpSection>,
+}

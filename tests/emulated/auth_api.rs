@@ -1,11 +1,9 @@
 //! The msgaudit, service and OAuth APIs against the local WeCom emulator: request shapes
 //! (including the official `exteranalopenid` spelling), response decoding and error mapping.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use wecom_archive::api::error::ApiError;
 use wecom_archive::api::msgaudit::{
     MsgAudit, PermitType, SingleAgreeQuery, CHECK_SINGLE_AGREE_PATH, ROBOT_INFO_PATH,

@@ -1,13 +1,11 @@
 //! The `token`, `permit-users` and `check-agree` commands, run as the real binary against the
 //! emulator started in this test process.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use wecom_archive::auth::providers::GETTOKEN_PATH;
 use wecom_archive::clock::{Clock, ManualClock, SystemClock};
 use wecom_archive::emulator::Emulator;

@@ -3,13 +3,11 @@
 //! Prints p50 / p99 / max latency; asserts only correctness: every callback answered 200 with
 //! the right body, every one handled once, none dropped or duplicated.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::serve::*;
-use common::*;
+use crate::common::serve::*;
+use crate::common::*;
 use wecom_archive::clock::ManualClock;
 use wecom_archive::emulator::sender::{msgaudit_notify_xml, suite_ticket_xml, SignedRequest};
 use wecom_archive::emulator::Emulator;

@@ -2,12 +2,10 @@
 //! callbacks (including the shared vectors), URL verification, suite tickets, authorization
 //! events, msgaudit_notify coalescing, duplicates and bad input.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::serve::*;
-use common::*;
+use crate::common::serve::*;
+use crate::common::*;
 use serde_json::Value;
 use wecom_archive::api::service::{AUTH_INFO_PATH, PERMANENT_CODE_V2_PATH};
 use wecom_archive::auth::providers::SUITE_TOKEN_PATH;
@@ -26,7 +24,8 @@ async fn emulator(clock: &Arc<ManualClock>) -> Emulator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_shared_vector_is_verified_or_accepted() {
-    let vectors: Value = serde_json::from_str(include_str!("../fixtures/callback.json")).unwrap();
+    let vectors: Value =
+        serde_json::from_str(include_str!("../../fixtures/callback.json")).unwrap();
     let mut checked = 0;
     let mut rejected = 0;
     let all = vectors["vectors"]

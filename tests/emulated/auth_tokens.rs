@@ -2,11 +2,9 @@
 //! invalidation with exactly one retry, no loop on configuration errors, rate-limit windows,
 //! backoff on -1, expiry on the shared clock, and persistence across a restart.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use wecom_archive::api::error::ApiError;
 use wecom_archive::api::msgaudit::{MsgAudit, PERMIT_USER_LIST_PATH};
 use wecom_archive::auth::providers::{

@@ -2,15 +2,13 @@
 //! `msgaudit_notify`, `/metrics` and `/healthz`, a graceful SIGINT when idle and SIGTERM in the
 //! middle of a pull, and logs free of secrets.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::serve::*;
+use crate::common::serve::*;
 use wecom_archive::emulator::sender::{msgaudit_notify_xml, CallbackSender};
 use wecom_archive::sink::inventory::scan;
 use wecom_archive::state::StateStore;
@@ -232,23 +230,23 @@ async fn logs_never_show_secrets() {
     use wecom_archive::emulator::sender::{create_auth_xml, suite_ticket_xml};
     // The binary runs on the system clock; the emulator's manual clock starts at the same time.
     let clock = std::sync::Arc::new(ManualClock::new(SystemClock.now_unix()));
-    let emu = wecom_archive::emulator::Emulator::start(common::world(), clock)
+    let emu = wecom_archive::emulator::Emulator::start(crate::common::world(), clock)
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::serve::write_config(dir.path(), &emu.base_url(), "", "");
+    let cfg = crate::common::serve::write_config(dir.path(), &emu.base_url(), "", "");
     // Everything at debug level, dependencies included.
     let mut s = tokio::task::spawn_blocking(move || spawn_with_log(&cfg, "debug"))
         .await
         .unwrap();
     let suite = CallbackSender::new(SUITE_TOKEN, SUITE_AES, &s.base);
     let ticket = "pushed-ticket-for-leak-test";
-    emu.state().set_suite_ticket(common::SUITE, ticket);
+    emu.state().set_suite_ticket(crate::common::SUITE, ticket);
     let r = suite
         .post(
             COMMAND_PATH,
-            common::SUITE,
-            &suite_ticket_xml(common::SUITE, ticket, now()),
+            crate::common::SUITE,
+            &suite_ticket_xml(crate::common::SUITE, ticket, now()),
             now(),
         )
         .await
@@ -256,12 +254,12 @@ async fn logs_never_show_secrets() {
     assert_eq!(r.status, 200);
     let code = emu
         .state()
-        .issue_auth_code(common::SUITE, "wwleakcorp000001");
+        .issue_auth_code(crate::common::SUITE, "wwleakcorp000001");
     let r = suite
         .post(
             COMMAND_PATH,
-            common::SUITE,
-            &create_auth_xml(common::SUITE, &code, now()),
+            crate::common::SUITE,
+            &create_auth_xml(crate::common::SUITE, &code, now()),
             now(),
         )
         .await
@@ -291,8 +289,8 @@ async fn logs_never_show_secrets() {
     let r = forged
         .post(
             COMMAND_PATH,
-            common::SUITE,
-            &suite_ticket_xml(common::SUITE, "x", now()),
+            crate::common::SUITE,
+            &suite_ticket_xml(crate::common::SUITE, "x", now()),
             now(),
         )
         .await
@@ -309,7 +307,7 @@ async fn logs_never_show_secrets() {
         APP_AES,
         SUITE_TOKEN,
         SUITE_AES,
-        common::SUITE_SECRET,
+        crate::common::SUITE_SECRET,
         ticket,
         code.as_str(),
         pc.expose(),

@@ -1,0 +1,15 @@
+//! The integration tests that need nothing but the crate: one test binary with a module per area,
+//! so that `cargo test` links once instead of once per file (the emulator's tests are
+//! `tests/emulated/`, the official SDK's `tests/sdk_*.rs`).
+
+mod callback_vectors;
+mod cli_decrypt;
+mod cli_media;
+mod cli_pull;
+mod cli_retry;
+mod decryptdata_vectors;
+mod media_download;
+mod model_messages;
+mod pipeline_resume;
+mod readme;
+mod rsa_keys;
