@@ -24,6 +24,16 @@ pub enum RecordErrorKind {
     /// The input entry is not a valid `chatdata` record (malformed JSON, missing field).
     #[error("malformed chatdata record: {0}")]
     Malformed(String),
+    /// The input entry is longer than the reader's limit (`--max-record-bytes`); only its
+    /// beginning is kept.
+    #[error("entry longer than {limit} bytes (raise --max-record-bytes to read it)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The input could not be read on from here (truncated gzip, trailing garbage, I/O error).
+    #[error("{0}")]
+    Damaged(String),
     /// `encrypt_random_key` could not be unwrapped.
     #[error("{0}")]
     Unwrap(#[from] UnwrapError),
@@ -41,6 +51,8 @@ impl RecordErrorKind {
     pub fn name(&self) -> &'static str {
         match self {
             RecordErrorKind::Malformed(_) => "malformed_record",
+            RecordErrorKind::TooLarge { .. } => "record_too_large",
+            RecordErrorKind::Damaged(_) => "input_damaged",
             RecordErrorKind::Unwrap(e) => e.kind(),
             RecordErrorKind::Decrypt(e) => e.kind(),
             RecordErrorKind::Plaintext(_) => "plaintext_not_json",

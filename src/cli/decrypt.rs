@@ -10,8 +10,12 @@ use wecom_archive::crypto::unwrap::Backend;
 
 use wecom_archive::pipeline::progress::{summary, Progress};
 use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
-use wecom_archive::source::file::DumpReader;
+use wecom_archive::source::file::{DumpReader, ReaderOptions};
 use wecom_archive::source::DumpSource;
+
+/// Exit status when the dump was damaged (truncated gzip, trailing garbage, unreadable):
+/// every record before the fault was written, and the fault is a dead letter.
+const EXIT_INPUT_DAMAGED: u8 = 4;
 
 /// Arguments of `wecom-archive decrypt`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +49,11 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     rows_per_file: usize,
 
+    /// A line or record longer than this many bytes is dead-lettered (its line named, its
+    /// beginning kept) instead of being read whole.
+    #[arg(long, default_value_t = wecom_archive::source::file::DEFAULT_MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
+
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
 }
@@ -60,7 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .add_pem_file(*ver, path)
             .with_context(|| format!("loading the key for publickey_ver {ver}"))?;
     }
-    let reader = DumpReader::open(&args.input)?;
+    let reader = DumpReader::open_with(
+        &args.input,
+        ReaderOptions {
+            max_record_bytes: args.max_record_bytes,
+        },
+    )?;
+    let damage = reader.damage_report();
     let mut source = DumpSource::new(reader, args.input.display().to_string());
     let mut options = RunOptions {
         chunk_records: args.chunk,
@@ -94,6 +109,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     progress.finish();
     let stats = stats?;
     print_summary(&stats, &args.out);
+    if let Some(what) = damage.get() {
+        eprintln!("error: {what}");
+        return Ok(ExitCode::from(EXIT_INPUT_DAMAGED));
+    }
     if args.strict && stats.dead_lettered > 0 {
         eprintln!(
             "error: {} record(s) dead-lettered (--strict)",

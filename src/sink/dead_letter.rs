@@ -10,6 +10,10 @@
 //!  "record":{"seq":12,"msgid":"...","publickey_ver":3,"encrypt_random_key":"...","encrypt_chat_msg":"..."},
 //!  "raw_input":null}
 //! ```
+//!
+//! An entry that did not parse keeps its raw input whole up to the reader's record limit;
+//! `"raw_input_truncated":true` says it was cut there, and `"raw_input_encoding":"base64"` that
+//! the bytes were not UTF-8 and are kept as base64.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,7 @@ use super::atomic::{AtomicFile, Prepared};
 use super::layout;
 use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
+use crate::source::file::RawInput;
 
 /// One line of a dead-letter file.
 #[derive(Debug, Serialize)]
@@ -35,8 +40,16 @@ pub struct DeadLetter<'a> {
     pub error: String,
     /// The encrypted record, when the input parsed as one.
     pub record: Option<&'a EncryptedRecord>,
-    /// The raw input text, when it did not parse as a record.
+    /// The raw input, when it did not parse as a record: the whole entry up to the reader's
+    /// record limit (see `raw_input_truncated`), as text, or as base64 when it was not UTF-8.
     pub raw_input: Option<&'a str>,
+    /// `"base64"` when `raw_input` is the base64 of bytes that were not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_input_encoding: Option<&'static str>,
+    /// True when the entry was longer than the limit and `raw_input` holds only its beginning
+    /// (the dump itself still holds it whole).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub raw_input_truncated: bool,
 }
 
 impl<'a> DeadLetter<'a> {
@@ -44,7 +57,7 @@ impl<'a> DeadLetter<'a> {
     pub fn new(
         error: &'a RecordError,
         record: Option<&'a EncryptedRecord>,
-        raw_input: Option<&'a str>,
+        raw_input: Option<&'a RawInput>,
     ) -> Self {
         DeadLetter {
             seq: error.seq,
@@ -53,7 +66,9 @@ impl<'a> DeadLetter<'a> {
             error_kind: error.kind.name(),
             error: error.to_string(),
             record,
-            raw_input,
+            raw_input: raw_input.map(|r| r.text.as_str()),
+            raw_input_encoding: raw_input.filter(|r| r.base64).map(|_| "base64"),
+            raw_input_truncated: raw_input.is_some_and(|r| r.truncated),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::file::RawInput;
 use super::{InputError, Item, Page, Rejected, Source, SourceError};
 use crate::error::{RecordError, RecordErrorKind};
 use crate::model::record::{identify, EncryptedRecord};
@@ -89,8 +90,12 @@ fn entry(line: &str, line_no: u64) -> Item {
         .and_then(Value::as_str)
         .map_or_else(|| "unreadable dead letter".to_string(), str::to_owned);
     let raw = match v.get("raw_input").and_then(Value::as_str) {
-        Some(r) => r.to_owned(),
-        None => line.to_owned(),
+        Some(r) => RawInput {
+            text: r.to_owned(),
+            base64: v.get("raw_input_encoding").and_then(Value::as_str) == Some("base64"),
+            truncated: v.get("raw_input_truncated").and_then(Value::as_bool) == Some(true),
+        },
+        None => RawInput::text(line),
     };
     Err(Rejected {
         error: RecordError {

@@ -4,6 +4,7 @@
 
 mod callback_vectors;
 mod cli_decrypt;
+mod cli_dumps;
 mod cli_media;
 mod cli_pull;
 mod cli_retry;
