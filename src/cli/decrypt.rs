@@ -76,6 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     let damage = reader.damage_report();
+    // decrypt keeps no commit journal: what a killed run left is garbage.
+    wecom_archive::sink::atomic::remove_stale_temporaries(&args.out);
     let mut source = DumpSource::new(reader, args.input.display().to_string());
     let mut options = RunOptions {
         chunk_records: args.chunk,

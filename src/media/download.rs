@@ -286,7 +286,7 @@ impl<'a> Downloader<'a> {
             let rel = crate::sink::layout::media_rel_path(&sha256, &ext);
             let dest = self.corp_dir.join(&rel);
             let dir = dest.parent().expect("final paths have a directory");
-            std::fs::create_dir_all(dir).map_err(self.io(sdkfileid, dir))?;
+            crate::sink::atomic::create_dir_durable(dir).map_err(self.io(sdkfileid, dir))?;
             if dest.exists() {
                 // Same content already stored (content addressing deduplicates).
                 std::fs::remove_file(&tmp).map_err(self.io(sdkfileid, &tmp))?;
@@ -318,7 +318,7 @@ impl<'a> Downloader<'a> {
         let id = state.sdkfileid.as_str();
         let tmp = store::partial_path(&self.corp_dir, id);
         let dir = tmp.parent().expect("partial paths have a directory");
-        std::fs::create_dir_all(dir).map_err(self.io(id, dir))?;
+        crate::sink::atomic::create_dir_durable(dir).map_err(self.io(id, dir))?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

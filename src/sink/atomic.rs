@@ -35,6 +35,11 @@ impl AtomicFile {
         &self.token
     }
 
+    /// The folder the file is written in (and will be published in).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The writer for the file's content.
     pub fn writer(&mut self) -> &mut BufWriter<File> {
         &mut self.writer
@@ -78,18 +83,169 @@ impl Prepared {
 }
 
 /// Renames `tmp` to `dest` and fsyncs `dest`'s directory; succeeds when this was already done.
+///
+/// Never replaces a file: when `dest` exists and `tmp` is still there, this fails with
+/// [`std::io::ErrorKind::AlreadyExists`] and both files stay as they are.
 pub fn publish(tmp: &Path, dest: &Path) -> std::io::Result<()> {
-    match std::fs::rename(tmp, dest) {
+    match rename_noreplace(tmp, dest) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && dest.exists() => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{} already exists; refusing to replace a committed file with {}",
+                    dest.display(),
+                    tmp.display()
+                ),
+            ))
+        }
         Err(e) => return Err(e),
     }
     sync_dir(dest.parent().unwrap_or(Path::new(".")))
 }
 
+/// `rename` that fails with `AlreadyExists` instead of replacing `dest`.
+fn rename_noreplace(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let (from, to) = (cstr(tmp)?, cstr(dest)?);
+        // SAFETY: both paths are NUL-terminated C strings that outlive the call.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        // Filesystems without RENAME_NOREPLACE: fall back to link + unlink below.
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+        ) {
+            return Err(e);
+        }
+    }
+    // A hard link fails when `dest` exists; a crash between link and unlink leaves two names
+    // of one file, which the next attempt recognises and finishes.
+    match std::fs::hard_link(tmp, dest) {
+        Ok(()) => std::fs::remove_file(tmp),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && same_file(tmp, dest) => {
+            std::fs::remove_file(tmp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 /// Fsyncs a directory so that a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// `create_dir_all` whose new folders survive a crash: each folder it creates is fsynced into
+/// its parent (a file renamed into a folder whose own entry was lost would be lost with it).
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_dir(
+            dir.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        ),
+        // Created meanwhile by another writer, who fsyncs it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes temporaries left under `dir` (recursively) by writers of this crate that were
+/// killed: files named `.<prefix>-<token>.<ext>.tmp` whose token names a process that is no
+/// longer running. Committed files, foreign files and the temporaries of live processes
+/// (including this one) are left alone. Returns how many were removed.
+///
+/// Only for outputs without a commit journal: with a state database, the run's recovery
+/// rolls journaled temporaries forward first (see `pipeline::recover`).
+pub fn remove_stale_temporaries(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => removed += remove_stale_temporaries(&path),
+            Ok(t) if t.is_file() => {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(temporary_owner) else {
+                    continue;
+                };
+                if pid != std::process::id() && !process_alive(pid) {
+                    tracing::info!(path = %path.display(), "removing a temporary of a killed run");
+                    if std::fs::remove_file(&path).is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    removed
+}
+
+/// The process id in a temporary's name made by [`AtomicFile::create`], if it is one.
+fn temporary_owner(name: &str) -> Option<u32> {
+    let stem = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (before_ext, _ext) = stem.rsplit_once('.')?;
+    let (_prefix, token) = before_ext.rsplit_once('-')?;
+    if token.len() <= 8 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(&token[..token.len() - 8], 16).ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        Path::new("/proc").join(pid.to_string()).exists()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // Without a cheap liveness check, assume alive: never delete another writer's file.
+        let _ = pid;
+        true
+    }
 }
 
 impl AtomicFile {
@@ -115,5 +271,64 @@ impl Write for AtomicFile {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, body: &str) -> Prepared {
+        let mut f = AtomicFile::create(dir, "part", "parquet").unwrap();
+        f.writer().write_all(body.as_bytes()).unwrap();
+        f.prepare("part-1-10.parquet").unwrap()
+    }
+
+    #[test]
+    fn publish_never_replaces_a_committed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write(dir.path(), "first");
+        first.publish().unwrap();
+        let second = write(dir.path(), "second");
+        let err = second.publish().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("part-1-10.parquet"), "{err}");
+        assert_eq!(std::fs::read_to_string(&first.dest).unwrap(), "first");
+        assert!(second.tmp.exists());
+        // Publishing again what was already published still succeeds (crash replay).
+        first.publish().unwrap();
+    }
+
+    #[test]
+    fn new_folders_are_created_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durable(&deep).unwrap();
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("dead_letter");
+        std::fs::create_dir(&sub).unwrap();
+        // pid 0x7ffffffe cannot be running (above pid_max).
+        let stale = [
+            dir.path().join(".part-7ffffffe0badf00d.parquet.tmp"),
+            sub.join(".dead-7ffffffe12345678.jsonl.tmp"),
+        ];
+        let mine = write(dir.path(), "live").tmp;
+        let keep = [
+            dir.path().join("part-1-10.parquet"),
+            dir.path().join(".notes.tmp"),
+            dir.path().join(".part-zz.parquet.tmp"),
+        ];
+        for p in stale.iter().chain(&keep) {
+            std::fs::write(p, "x").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()), 2);
+        assert!(stale.iter().all(|p| !p.exists()));
+        assert!(keep.iter().all(|p| p.exists()) && mine.exists());
     }
 }

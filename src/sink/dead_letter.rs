@@ -102,7 +102,7 @@ impl DeadLetterSink {
     /// Appends one dead letter (buffered until [`Self::commit`]).
     pub fn push(&mut self, letter: &DeadLetter<'_>) -> std::io::Result<()> {
         if self.open.is_none() {
-            std::fs::create_dir_all(&self.dir)?;
+            super::atomic::create_dir_durable(&self.dir)?;
             self.open = Some(OpenFile {
                 file: AtomicFile::create(&self.dir, "dead", "jsonl")?,
                 first: None,

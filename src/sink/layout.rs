@@ -68,6 +68,12 @@ pub fn part_file(prefix: &str, first_seq: u64, last_seq: u64) -> String {
     format!("{prefix}-{first_seq}-{last_seq}.parquet")
 }
 
+/// A Parquet part's file name when [`part_file`] is taken:
+/// `<prefix>-<first seq>-<last seq>-<token>.parquet` (never replaces the other file).
+pub fn part_file_distinct(prefix: &str, first_seq: u64, last_seq: u64, token: &str) -> String {
+    format!("{prefix}-{first_seq}-{last_seq}-{token}.parquet")
+}
+
 /// A dead-letter file's name: the seq range it covers (zero-padded, so names sort by seq) and a
 /// token that keeps two runs' files apart.
 pub fn dead_letter_file(seq_range: Option<(u64, u64)>, token: &str) -> String {

@@ -100,7 +100,7 @@ pub struct PreparedPart {
 impl ParquetSink {
     /// A sink writing under `dir` (created if missing).
     pub fn new(dir: &Path, options: ParquetOptions) -> Result<Self, SinkError> {
-        std::fs::create_dir_all(dir).map_err(|source| SinkError::Io {
+        super::atomic::create_dir_durable(dir).map_err(|source| SinkError::Io {
             dir: dir.to_owned(),
             source,
         })?;
@@ -154,7 +154,7 @@ impl ParquetSink {
         }
         if !self.open.contains_key(partition) {
             let dir = self.dir.join(partition);
-            std::fs::create_dir_all(&dir).map_err(|e| self.io(e))?;
+            super::atomic::create_dir_durable(&dir).map_err(|e| self.io(e))?;
             let file = AtomicFile::create(&dir, "part", "parquet").map_err(|e| self.io(e))?;
             let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| self.pq(e))?;
             let props = WriterProperties::builder()
@@ -198,8 +198,13 @@ impl ParquetSink {
         let mut out = Vec::with_capacity(open.len());
         for (_, part) in open {
             let file = part.writer.into_inner().map_err(|e| self.pq(e))?;
-            let name =
-                super::layout::part_file(&self.options.file_prefix, part.first_seq, part.last_seq);
+            let (prefix, first, last) = (&self.options.file_prefix, part.first_seq, part.last_seq);
+            let mut name = super::layout::part_file(prefix, first, last);
+            // A file of this seq range is already there (another dump decrypted into the same
+            // folder, or a range fetched twice): keep it and add this one beside it.
+            if file.dir().join(&name).exists() {
+                name = super::layout::part_file_distinct(prefix, first, last, file.token());
+            }
             let prepared = file.prepare(&name).map_err(|e| self.io(e))?;
             out.push(PreparedPart {
                 part: CommittedPart {

@@ -213,3 +213,54 @@ fn a_dead_letter_keeps_a_bad_entry_over_1_mib_whole() {
     assert_eq!(letters[0]["raw_input"].as_str().unwrap(), bad);
     assert!(letters[0].get("raw_input_truncated").is_none());
 }
+
+#[test]
+fn decrypt_into_a_used_out_adds_files_and_never_replaces_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let a = dir.path().join("a.jsonl");
+    std::fs::write(&a, records(1, 10).join("\n")).unwrap();
+    let o = decrypt(&a, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let first = out.join("part-1-10.parquet");
+    let before = std::fs::read(&first).unwrap();
+    // Another dump with the same seq range (another corp's, say) into the same folder.
+    let b = dir.path().join("b.jsonl");
+    let recs: Vec<String> = records(1, 10)
+        .iter()
+        .map(|r| r.replace("\"msgid\":\"m", "\"msgid\":\"other-m"))
+        .collect();
+    std::fs::write(&b, recs.join("\n")).unwrap();
+    let o = decrypt(&b, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        before,
+        "part-1-10 was replaced"
+    );
+    let seqs = parquet_seqs(&out);
+    assert_eq!(seqs.len(), 20, "both dumps' rows are kept: {seqs:?}");
+}
+
+#[test]
+fn a_killed_decrypt_leaves_no_temporary_after_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("dead_letter")).unwrap();
+    // What a killed run leaves: temporaries named by a process that is gone.
+    let stale = [
+        out.join(".part-7ffffffe0badf00d.parquet.tmp"),
+        out.join("dead_letter/.dead-7ffffffe0badf00d.jsonl.tmp"),
+    ];
+    for p in &stale {
+        std::fs::write(p, "half").unwrap();
+    }
+    let input = dir.path().join("a.jsonl");
+    std::fs::write(&input, records(1, 3).join("\n")).unwrap();
+    let o = decrypt(&input, &out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    for p in &stale {
+        assert!(!p.exists(), "{} left", p.display());
+    }
+    assert_eq!(parquet_seqs(&out), [1, 2, 3]);
+}
