@@ -32,7 +32,7 @@ pub struct Args {
     corrupt_every: u64,
 
     /// The simulated corp's id.
-    #[arg(long, default_value = "wwdemo0000000001")]
+    #[arg(long, default_value = "wwdemo0000000001", value_parser = wecom_archive::sink::layout::parse_corp_id)]
     corp_id: String,
 
     /// Time zone of the date= partitions.

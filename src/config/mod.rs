@@ -281,6 +281,7 @@ impl Config {
         })?;
         let mut seen = std::collections::BTreeSet::new();
         for corp in &self.corps {
+            crate::sink::layout::check_corp_id(&corp.corp_id).map_err(|e| self.invalid(e))?;
             if !seen.insert(&corp.corp_id) {
                 return Err(self.invalid(format!("corp {} is listed twice", corp.corp_id)));
             }
@@ -482,6 +483,10 @@ max_concurrent_pulls = 2
                 "IANA",
             ),
             ("bogus = 1\n", "unknown field"),
+            (
+                "[[corp]]\ncorp_id = \"../../x\"\nsecret_env = \"X\"\nkeys = { 1 = \"a\" }\n",
+                "corp id \"../../x\" contains '.'",
+            ),
             ("[corp]\ncorpid = \"ww1\"\n", "now [app]"),
             ("[app]\ncorpid = \"w\"\nsecret = \"inline-value\"\n", "line 3: unknown field"),
             (

@@ -34,6 +34,34 @@ pub fn state_path(out: &Path) -> PathBuf {
     out.join(STATE_FILE)
 }
 
+/// The longest corp id accepted ([`check_corp_id`]).
+pub const MAX_CORP_ID_LEN: usize = 64;
+
+/// Checks that `corp_id` can name a folder and nothing else: 1 to 64 characters of
+/// `[A-Za-z0-9_-]` (a WeCom corp id is `ww` + 16 hex digits). Anything else (`/`, `..`, spaces)
+/// could put files outside the output folder. The error says what is wrong, quoting the id.
+pub fn check_corp_id(corp_id: &str) -> Result<(), String> {
+    if corp_id.is_empty() || corp_id.len() > MAX_CORP_ID_LEN {
+        return Err(format!(
+            "corp id {corp_id:?} must be 1 to {MAX_CORP_ID_LEN} characters long"
+        ));
+    }
+    if let Some(c) = corp_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "corp id {corp_id:?} contains {c:?}; only letters, digits, '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_corp_id`] as a clap value parser.
+pub fn parse_corp_id(corp_id: &str) -> Result<String, String> {
+    check_corp_id(corp_id).map(|()| corp_id.to_owned())
+}
+
 /// A corp's folder: `<out>/corp_id=<corp>`.
 pub fn corp_dir(out: &Path, corp_id: &str) -> PathBuf {
     out.join(format!("{CORP_KEY}{corp_id}"))
@@ -138,5 +166,25 @@ mod tests {
         assert!(!is_dead_letter_file(&part));
         assert_eq!(media_rel_path("abcd", "jpg"), "media/ab/abcd.jpg");
         assert!(holds_no_messages("media_table") && !holds_no_messages("date=2026-11-20"));
+    }
+
+    #[test]
+    fn corp_ids_that_could_leave_the_output_folder_are_refused() {
+        for ok in ["ww0123456789abcdef", "wwsim_1", "a-b", &"x".repeat(64)] {
+            assert_eq!(check_corp_id(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../x",
+            "a/b",
+            "..",
+            "a b",
+            "ww1\\x",
+            "é",
+            &"x".repeat(65),
+        ] {
+            let err = check_corp_id(bad).unwrap_err();
+            assert!(err.contains("corp id"), "{bad}: {err}");
+        }
     }
 }

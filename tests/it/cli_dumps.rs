@@ -264,3 +264,21 @@ fn a_killed_decrypt_leaves_no_temporary_after_the_next_run() {
     }
     assert_eq!(parquet_seqs(&out), [1, 2, 3]);
 }
+
+#[test]
+fn demo_refuses_a_corp_id_that_leaves_the_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args(["demo", "--messages", "10", "--corp-id", "../../x", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only letters, digits"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("x").exists() && !out.exists());
+}
