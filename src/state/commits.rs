@@ -27,9 +27,72 @@ CREATE TABLE IF NOT EXISTS commit_journal (
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rename {
     /// The fsynced temporary file.
+    #[serde(with = "journal_path")]
     pub tmp: PathBuf,
     /// Its final name.
+    #[serde(with = "journal_path")]
     pub dest: PathBuf,
+}
+
+/// Paths in the journal, losslessly: a JSON string when the path is UTF-8 (the format of older
+/// journals, which stay readable), `{"b64": "<standard base64 of the bytes>"}` otherwise.
+mod journal_path {
+    use std::path::{Path, PathBuf};
+
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Encoded {
+        Text(String),
+        Bytes { b64: String },
+    }
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match path.to_str() {
+            Some(t) => Encoded::Text(t.to_owned()),
+            None => Encoded::Bytes {
+                b64: STANDARD.encode(bytes(path)),
+            },
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        match Encoded::deserialize(d)? {
+            Encoded::Text(t) => Ok(PathBuf::from(t)),
+            Encoded::Bytes { b64 } => {
+                let raw = STANDARD.decode(b64).map_err(serde::de::Error::custom)?;
+                from_bytes(raw).map_err(serde::de::Error::custom)
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn bytes(path: &Path) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+
+    #[cfg(unix)]
+    fn from_bytes(raw: Vec<u8>) -> Result<PathBuf, String> {
+        use std::os::unix::ffi::OsStringExt;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(raw)))
+    }
+
+    #[cfg(not(unix))]
+    fn bytes(path: &Path) -> Vec<u8> {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+
+    #[cfg(not(unix))]
+    fn from_bytes(raw: Vec<u8>) -> Result<PathBuf, String> {
+        String::from_utf8(raw)
+            .map(PathBuf::from)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// A commit recorded in the journal but not yet completed.
@@ -93,7 +156,8 @@ impl StateStore {
         last_seq: u64,
         renames: &[Rename],
     ) -> Result<i64, StateError> {
-        let json = serde_json::to_string(renames).expect("paths serialise");
+        // Cannot fail: every path has an encoding (see `journal_path`).
+        let json = serde_json::to_string(renames).expect("journal paths always encode");
         self.conn
             .execute(
                 "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
@@ -189,6 +253,32 @@ mod tests {
         s.complete_commit(id).unwrap();
         assert_eq!(s.checkpoint("ww1").unwrap(), Some(10));
         assert!(s.pending_commits("ww1").unwrap().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_paths_are_journaled_losslessly_and_old_journals_read() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut s = StateStore::open_in_memory().unwrap();
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(
+            b"/out/\xff\xfe/part-1-2.parquet",
+        ));
+        let r = vec![Rename {
+            tmp: odd.with_file_name(".part-x.parquet.tmp"),
+            dest: odd,
+        }];
+        s.journal_commit("ww1", 2, &r).unwrap();
+        // A journal written before this encoding: plain strings.
+        s.conn
+            .execute(
+                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES ('ww1', 3, ?1)",
+                [r#"[{"tmp":"/o/.a.tmp","dest":"/o/a"}]"#],
+            )
+            .unwrap();
+        let pending = s.pending_commits("ww1").unwrap();
+        assert_eq!(pending[0].renames, r);
+        assert_eq!(pending[1].renames[0].dest, PathBuf::from("/o/a"));
+        let _ = s.complete_commit(pending[0].id);
     }
 
     #[test]
