@@ -282,3 +282,20 @@ fn demo_refuses_a_corp_id_that_leaves_the_output_folder() {
     );
     assert!(!dir.path().join("x").exists() && !out.exists());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_output_path_works() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"out-\xff\xfe"));
+    let o = Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
+        .args(["demo", "--messages", "30", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("corp_id=wwdemo0000000001").is_dir());
+}
