@@ -291,6 +291,43 @@ impl Bytes {
         }
     }
 
+    /// Like [`Self::line`], but a line longer than `max` is not read on: its first `max` bytes
+    /// come back with `over` set and the rest stays unread (see [`Self::skip_line`]).
+    /// `(bytes, over)`, or `None` at the end of input.
+    fn line_or_prefix(&mut self, max: usize) -> io::Result<Option<(Vec<u8>, bool)>> {
+        let mut out = Vec::new();
+        let mut any = false;
+        loop {
+            if !self.fill()? {
+                return Ok(any.then_some((out, false)));
+            }
+            any = true;
+            let avail = &self.buf[self.pos..];
+            let newline = avail.iter().position(|&b| b == b'\n');
+            let content = &avail[..newline.unwrap_or(avail.len())];
+            let room = max.saturating_sub(out.len());
+            if content.len() > room {
+                out.extend_from_slice(&content[..room]);
+                self.pos += room;
+                self.offset += room as u64;
+                return Ok(Some((out, true)));
+            }
+            out.extend_from_slice(content);
+            let taken = newline.map_or(avail.len(), |i| i + 1);
+            self.pos += taken;
+            self.offset += taken as u64;
+            if newline.is_some() {
+                self.line += 1;
+                return Ok(Some((out, false)));
+            }
+        }
+    }
+
+    /// Drops the rest of the current line, its newline included.
+    fn skip_line(&mut self) -> io::Result<()> {
+        self.line(0).map(drop)
+    }
+
     /// Puts a line read by [`Self::line`] back in front of the input.
     fn unread_line(&mut self, line: &[u8], newline: bool) {
         let mut v = line.to_vec();
@@ -375,6 +412,9 @@ pub struct DumpReader {
     /// Bytes taken from a gzip file so far (for the offset of damage), when gzip.
     compressed: Option<Arc<AtomicU64>>,
     damage: DamageReport,
+    /// A page on one line of JSON Lines, too long to hold, is being streamed: back to lines
+    /// once it ends.
+    lines_after_object: bool,
     pending: VecDeque<Result<EncryptedRecord, Rejected>>,
     /// Pages whose `errcode` was not 0: (errcode, errmsg).
     pub page_errors: Vec<(i64, String)>,
@@ -463,6 +503,7 @@ impl DumpReader {
             max: DEFAULT_MAX_RECORD_BYTES,
             compressed: None,
             damage: DamageReport::default(),
+            lines_after_object: false,
             pending: VecDeque::new(),
             page_errors: Vec::new(),
         }
@@ -670,19 +711,26 @@ impl DumpReader {
                     Some(b'[') => self.mode = Mode::Top,
                     Some(b'{') => {
                         let no = self.bytes.line;
-                        let Some((line, truncated, nl)) = self.bytes.line(self.max)? else {
+                        let Some((line, over)) = self.bytes.line_or_prefix(self.max)? else {
                             return Ok(());
                         };
+                        if over {
+                            // Too long to try whole: JSON Lines, whose step below decides.
+                            self.bytes.unread_line(&line, false);
+                            self.mode = Mode::Lines;
+                            return Ok(());
+                        }
+                        let nl = self.bytes.line > no;
                         let text = String::from_utf8_lossy(&line);
                         let text = text.trim();
-                        let parses = !truncated && serde_json::from_str::<Value>(text).is_ok();
+                        let parses = serde_json::from_str::<Value>(text).is_ok();
                         let opens = text.ends_with(['{', '[', ',', ':']);
-                        if !parses && !truncated && opens {
+                        if !parses && opens {
                             self.bytes.unread_line(&line, nl);
                             self.mode = Mode::Top;
                         } else {
                             self.mode = Mode::Lines;
-                            self.line(no, line, truncated);
+                            self.line(no, line, false);
                         }
                     }
                     Some(_) => self.mode = Mode::Lines,
@@ -690,10 +738,37 @@ impl DumpReader {
             }
             Mode::Lines => {
                 let no = self.bytes.line;
-                if let Some((line, truncated, _)) = self.bytes.line(self.max)? {
-                    self.mode = Mode::Lines;
-                    self.line(no, line, truncated);
+                let Some((line, over)) = self.bytes.line_or_prefix(self.max)? else {
+                    return Ok(());
+                };
+                self.mode = Mode::Lines;
+                if !over {
+                    return Ok(self.line(no, line, false));
                 }
+                let start = line.iter().position(|b| !b.is_ascii_whitespace());
+                let is_page = start.is_some_and(|i| line[i] == b'{')
+                    && line.windows(10).any(|w| w == b"\"chatdata\"");
+                if !is_page {
+                    self.bytes.skip_line()?;
+                    return Ok(self.line(no, line, true));
+                }
+                // A whole page on one line, longer than a record may be: streamed like a
+                // pretty-printed page, then back to lines.
+                self.bytes.unread_line(&line, false);
+                self.bytes.skip_ws()?;
+                self.bytes.bump()?;
+                self.lines_after_object = true;
+                self.mode = Mode::Object(Obj {
+                    head: Some(b"{".to_vec()),
+                    head_truncated: false,
+                    line: no,
+                    errcode: 0,
+                    errmsg: String::new(),
+                });
+            }
+            Mode::Top if self.lines_after_object => {
+                self.lines_after_object = false;
+                self.mode = Mode::Lines;
             }
             Mode::Top => {
                 self.bytes.skip_ws()?;
@@ -1109,6 +1184,36 @@ mod tests {
         assert_eq!(bad.error.kind.name(), "record_too_large");
         assert!(bad.raw.truncated);
         assert_eq!(bad.raw.text.len(), 1 << 20);
+    }
+
+    #[test]
+    fn a_page_on_one_line_longer_than_the_limit_is_streamed() {
+        let page: Vec<String> = (2..=40).map(rec).collect();
+        let text = format!(
+            "{}\n{{\"errcode\":0,\"errmsg\":\"ok\",\"chatdata\":[{}]}}\n{}\n",
+            rec(1),
+            page.join(","),
+            rec(41)
+        );
+        let input = Box::new(io::Cursor::new(text.into_bytes()));
+        let got: Vec<_> = DumpReader::from_reader(input, Path::new("t"))
+            .with_options(ReaderOptions {
+                max_record_bytes: 500,
+            })
+            .map(|r| r.unwrap())
+            .collect();
+        let want: Vec<_> = (1..=41).map(Some).collect();
+        assert_eq!(seqs(&got), want);
+        // Also as the first line.
+        let text = format!("{{\"chatdata\":[{}]}}\n{}\n", page.join(","), rec(41));
+        let input = Box::new(io::Cursor::new(text.into_bytes()));
+        let got: Vec<_> = DumpReader::from_reader(input, Path::new("t"))
+            .with_options(ReaderOptions {
+                max_record_bytes: 500,
+            })
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(seqs(&got), want[1..]);
     }
 
     #[test]
