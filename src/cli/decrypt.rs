@@ -77,7 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     let damage = reader.damage_report();
     // decrypt keeps no commit journal: what a killed run left is garbage.
-    wecom_archive::sink::atomic::remove_stale_temporaries(&args.out);
+    for dir in [
+        args.out.clone(),
+        args.out.join(wecom_archive::sink::layout::DEAD_LETTER_DIR),
+    ] {
+        wecom_archive::sink::atomic::remove_stale_temporaries(&dir);
+    }
     let mut source = DumpSource::new(reader, args.input.display().to_string());
     let mut options = RunOptions {
         chunk_records: args.chunk,

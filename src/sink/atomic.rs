@@ -45,10 +45,13 @@ impl AtomicFile {
         &mut self.writer
     }
 
-    /// Flushes, fsyncs, renames to `dir/name` and fsyncs the directory.
+    /// Flushes, fsyncs, renames to `dir/name` **replacing** what is there, and fsyncs the
+    /// directory: for files rewritten whole by design (the media table). Data files that must
+    /// never be replaced go through [`Self::prepare`] and [`Prepared::publish`].
     pub fn commit(self, name: &str) -> std::io::Result<PathBuf> {
         let prepared = self.prepare(name)?;
-        prepared.publish()?;
+        std::fs::rename(&prepared.tmp, &prepared.dest)?;
+        sync_dir(prepared.dest.parent().unwrap_or(Path::new(".")))?;
         Ok(prepared.dest)
     }
 
@@ -190,10 +193,10 @@ pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Removes temporaries left under `dir` (recursively) by writers of this crate that were
-/// killed: files named `.<prefix>-<token>.<ext>.tmp` whose token names a process that is no
-/// longer running. Committed files, foreign files and the temporaries of live processes
-/// (including this one) are left alone. Returns how many were removed.
+/// Removes temporaries left directly in `dir` by sinks of this crate that were killed: files
+/// named `.part-<token>.<ext>.tmp` or `.dead-<token>.<ext>.tmp` whose token names a process
+/// that is no longer running. Committed files, other files, subfolders and the temporaries of
+/// live processes (including this one) are left alone. Returns how many were removed.
 ///
 /// Only for outputs without a commit journal: with a state database, the run's recovery
 /// rolls journaled temporaries forward first (see `pipeline::recover`).
@@ -203,22 +206,19 @@ pub fn remove_stale_temporaries(dir: &Path) -> usize {
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => removed += remove_stale_temporaries(&path),
-            Ok(t) if t.is_file() => {
-                let name = entry.file_name();
-                let Some(pid) = name.to_str().and_then(temporary_owner) else {
-                    continue;
-                };
-                if pid != std::process::id() && !process_alive(pid) {
-                    tracing::info!(path = %path.display(), "removing a temporary of a killed run");
-                    if std::fs::remove_file(&path).is_ok() {
-                        removed += 1;
-                    }
-                }
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_owner) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let path = entry.path();
+            tracing::info!(path = %path.display(), "removing a temporary of a killed run");
+            if std::fs::remove_file(&path).is_ok() {
+                removed += 1;
             }
-            _ => {}
         }
     }
     removed
@@ -228,7 +228,9 @@ pub fn remove_stale_temporaries(dir: &Path) -> usize {
 fn temporary_owner(name: &str) -> Option<u32> {
     let stem = name.strip_prefix('.')?.strip_suffix(".tmp")?;
     let (before_ext, _ext) = stem.rsplit_once('.')?;
-    let (_prefix, token) = before_ext.rsplit_once('-')?;
+    let token = before_ext
+        .strip_prefix("part-")
+        .or_else(|| before_ext.strip_prefix("dead-"))?;
     if token.len() <= 8 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -311,18 +313,21 @@ mod tests {
     #[test]
     fn stale_temporaries_of_dead_processes_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("dead_letter");
+        let sub = dir.path().join("corp_id=ww1");
         std::fs::create_dir(&sub).unwrap();
         // pid 0x7ffffffe cannot be running (above pid_max).
         let stale = [
             dir.path().join(".part-7ffffffe0badf00d.parquet.tmp"),
-            sub.join(".dead-7ffffffe12345678.jsonl.tmp"),
+            dir.path().join(".dead-7ffffffe12345678.jsonl.tmp"),
         ];
         let mine = write(dir.path(), "live").tmp;
         let keep = [
             dir.path().join("part-1-10.parquet"),
             dir.path().join(".notes.tmp"),
             dir.path().join(".part-zz.parquet.tmp"),
+            dir.path()
+                .join(".retired-dead-1-2-7ffffffe0badf00d.jsonl.tmp"),
+            sub.join(".part-7ffffffe0badf00d.parquet.tmp"),
         ];
         for p in stale.iter().chain(&keep) {
             std::fs::write(p, "x").unwrap();
