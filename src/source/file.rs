@@ -743,14 +743,16 @@ impl DumpReader {
                 };
                 self.mode = Mode::Lines;
                 if !over {
-                    return Ok(self.line(no, line, false));
+                    self.line(no, line, false);
+                    return Ok(());
                 }
                 let start = line.iter().position(|b| !b.is_ascii_whitespace());
                 let is_page = start.is_some_and(|i| line[i] == b'{')
                     && line.windows(10).any(|w| w == b"\"chatdata\"");
                 if !is_page {
                     self.bytes.skip_line()?;
-                    return Ok(self.line(no, line, true));
+                    self.line(no, line, true);
+                    return Ok(());
                 }
                 // A whole page on one line, longer than a record may be: streamed like a
                 // pretty-printed page, then back to lines.
