@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use std::sync::atomic::AtomicBool;
 use wecom_archive::crypto::keyring::Keyring;
 use wecom_archive::crypto::unwrap::Backend;
 
-use wecom_archive::pipeline::progress::{summary, Progress};
+use wecom_archive::pipeline::progress::summary;
 use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::source::file::DumpReader;
 use wecom_archive::source::DumpSource;
+
+use super::output::{print_json, RunSummary};
 
 /// Arguments of `wecom-archive decrypt`.
 #[derive(Debug, clap::Args)]
@@ -45,12 +46,19 @@ pub struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     rows_per_file: usize,
 
+    /// Print one JSON document (the run's summary, see docs/cli.md) instead of the text summary.
+    #[arg(long)]
+    json: bool,
+
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A stop ends the reading early; what was read is still written and committed, and the exit
+    // status (130 / 143) says that the dump was not decrypted whole.
+    let stop = super::Stop::install();
     let mut keyring = Keyring::new(args.backend);
     for (ver, path) in &args.keys {
         if keyring.versions().contains(ver) {
@@ -77,23 +85,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threads = rayon::current_num_threads(),
         "decrypting"
     );
-    let progress = Progress::new("decrypt", None);
+    let progress = super::progress("decrypt", None);
     let output = Output {
         dir: &args.out,
         layout: Layout::Flat,
         state: None,
     };
-    let stats = pipeline::run(
-        &mut source,
-        &keyring,
-        output,
-        &options,
-        &AtomicBool::new(false),
-        &|s| progress.update(s),
-    );
-    progress.finish();
+    let stats = pipeline::run(&mut source, &keyring, output, &options, stop.flag(), &|s| {
+        if let Some(p) = &progress {
+            p.update(s);
+        }
+    });
+    if let Some(p) = &progress {
+        p.finish();
+    }
     let stats = stats?;
-    print_summary(&stats, &args.out);
+    if args.json {
+        print_json(&RunSummary::new(None, &stats).interrupted_by(stop.signal_name()))?;
+    } else {
+        print_summary(&stats, &args.out);
+    }
+    if let Some(code) = stop.exit_code() {
+        eprintln!(
+            "stopped by {}: the dump was not decrypted whole ({} records read, {} written)",
+            stop.signal_name().unwrap_or("a signal"),
+            stats.records_in,
+            stats.written
+        );
+        return Ok(code);
+    }
     if args.strict && stats.dead_lettered > 0 {
         eprintln!(
             "error: {} record(s) dead-lettered (--strict)",

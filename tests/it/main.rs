@@ -3,6 +3,7 @@
 //! `tests/emulated/`, the official SDK's `tests/sdk_*.rs`).
 
 mod callback_vectors;
+mod cli_conventions;
 mod cli_decrypt;
 mod cli_media;
 mod cli_pull;
