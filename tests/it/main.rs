@@ -12,5 +12,6 @@ mod decryptdata_vectors;
 mod media_download;
 mod model_messages;
 mod pipeline_resume;
+mod pull_guard;
 mod readme;
 mod rsa_keys;
