@@ -262,7 +262,14 @@ pub fn pull_source(
         Err(e) => {
             report.stats.elapsed = started.elapsed();
             report.outcome = Outcome::Failed;
-            report.error = Some(format!("corp {corp_id}: {e}"));
+            // Most errors name the corp already; say it once.
+            let e = e.to_string();
+            let prefix = format!("corp {corp_id}: ");
+            report.error = Some(if e.starts_with(&prefix) {
+                e
+            } else {
+                format!("{prefix}{e}")
+            });
         }
     }
     record(store, &report, started_at);

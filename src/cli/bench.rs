@@ -11,6 +11,8 @@ use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::source::sim::{demo_keyring, SimConfig, SimSource};
 use wecom_archive::state::StateStore;
 
+use super::output::{print_json, BenchRound, BenchRun, BenchSummary};
+
 /// Arguments of `wecom-archive bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,6 +38,10 @@ pub struct Args {
     #[arg(long, default_value = "aws-lc")]
     backend: Backend,
 
+    /// Print one JSON document (see docs/cli.md) instead of the text report.
+    #[arg(long)]
+    json: bool,
+
     // The "all cores" runs use this many threads instead of one per core.
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
@@ -43,6 +49,12 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // The text report goes out line by line as the rounds finish; --json prints it all at the end.
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
     let keyring = demo_keyring(args.backend)?;
     let sim = SimSource::new(SimConfig::default());
     let samples: Vec<_> = (1..=64).map(|s| sim.record(s)).collect();
@@ -58,7 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::hint::black_box(sim.record(seq));
     }
     let sim_rate = n as f64 / start.elapsed().as_secs_f64();
-    println!("simulator record generation, 1 core: {sim_rate:.0} records/s");
+    say(format!(
+        "simulator record generation, 1 core: {sim_rate:.0} records/s"
+    ));
 
     let cores = args
         .threads
@@ -70,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(b) if b.msgs_per_sec() >= s.msgs_per_sec() => Some(b),
         _ => Some(s),
     };
+    let mut rounds = Vec::new();
     for round in 1..=args.rounds.max(1) {
         // Raw unwrap on one core: base64 + RSA-2048 PKCS#1 v1.5 decrypt, nothing else.
         let start = Instant::now();
@@ -84,6 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let rate = ops as f64 / start.elapsed().as_secs_f64();
         unwrap_rate = unwrap_rate.max(rate);
         let mut line = format!("round {round}: raw unwrap {rate:.0} ops/s");
+        let mut one_core = None;
         if !args.skip_single {
             // One core for everything: the fetch, decrypt and writer threads all inherit this
             // thread's affinity, so "per core" includes every stage's cost.
@@ -94,51 +110,74 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             let s = s?;
             line += &format!(", pipeline 1 core {:.0} msgs/s", s.msgs_per_sec());
+            one_core = Some(s.msgs_per_sec());
             single = better(single, s);
         }
         let s = pipeline_run(&keyring, args.messages, cores)?;
         line += &format!(", pipeline {cores} cores {:.0} msgs/s", s.msgs_per_sec());
+        rounds.push(BenchRound {
+            round,
+            raw_unwrap_ops_per_sec: rate,
+            pipeline_one_core_msgs_per_sec: one_core,
+            pipeline_all_cores_msgs_per_sec: s.msgs_per_sec(),
+        });
         all = better(all, s);
-        println!("{line}");
+        say(line);
     }
     let all = all.expect("at least one round");
+    let summary = BenchSummary {
+        backend: keyring.backend().name().to_owned(),
+        cores,
+        simulator_records_per_sec: sim_rate,
+        rounds,
+        raw_unwrap_ops_per_sec: unwrap_rate,
+        pipeline_one_core: single.as_ref().map(BenchRun::new),
+        pipeline_all_cores: BenchRun::new(&all),
+        ratio_one_core_to_unwrap: single.as_ref().map(|s| s.msgs_per_sec() / unwrap_rate),
+        ratio_all_cores_to_one_core: single
+            .as_ref()
+            .map(|s| all.msgs_per_sec() / s.msgs_per_sec()),
+        ratio_all_cores_to_unwrap_per_core: all.msgs_per_sec() / (cores as f64 * unwrap_rate),
+        peak_rss_mib: peak_rss_kib().map(|kib| kib as f64 / 1024.0),
+    };
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        print_text(&summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(s: &BenchSummary) {
+    let cores = s.cores;
     println!(
-        "raw RSA unwrap ({}), 1 core, best: {unwrap_rate:.0} ops/s",
-        keyring.backend().name()
+        "raw RSA unwrap ({}), 1 core, best: {:.0} ops/s",
+        s.backend, s.raw_unwrap_ops_per_sec
     );
-    if let Some(s) = &single {
+    if let Some(r) = &s.pipeline_one_core {
         println!(
             "pipeline, 1 core (all stages pinned to one CPU), best: {:.0} msgs/s ({} msgs, {:.2} s)",
-            s.msgs_per_sec(),
-            s.records_in,
-            s.elapsed.as_secs_f64()
+            r.msgs_per_sec, r.messages, r.elapsed_secs
         );
     }
+    let r = &s.pipeline_all_cores;
     println!(
         "pipeline, {cores} cores, best: {:.0} msgs/s ({} msgs, {:.2} s, {:.1} MiB encrypted in)",
-        all.msgs_per_sec(),
-        all.records_in,
-        all.elapsed.as_secs_f64(),
-        all.input_bytes as f64 / 1048576.0
+        r.msgs_per_sec, r.messages, r.elapsed_secs, r.input_mib
     );
-    if let Some(s) = &single {
-        println!(
-            "ratio pipeline(1 core) / raw unwrap(1 core): {:.3}",
-            s.msgs_per_sec() / unwrap_rate
-        );
-        println!(
-            "ratio pipeline({cores} cores) / pipeline(1 core): {:.3}",
-            all.msgs_per_sec() / s.msgs_per_sec()
-        );
+    if let Some(ratio) = s.ratio_one_core_to_unwrap {
+        println!("ratio pipeline(1 core) / raw unwrap(1 core): {ratio:.3}");
+    }
+    if let Some(ratio) = s.ratio_all_cores_to_one_core {
+        println!("ratio pipeline({cores} cores) / pipeline(1 core): {ratio:.3}");
     }
     println!(
         "ratio pipeline({cores} cores) / ({cores} x raw unwrap): {:.3}",
-        all.msgs_per_sec() / (cores as f64 * unwrap_rate)
+        s.ratio_all_cores_to_unwrap_per_core
     );
-    if let Some(kib) = peak_rss_kib() {
-        println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    if let Some(mib) = s.peak_rss_mib {
+        println!("peak RSS: {mib:.1} MiB");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn pipeline_run(

@@ -4,14 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use std::sync::atomic::AtomicBool;
 use wecom_archive::crypto::keyring::Keyring;
 use wecom_archive::crypto::unwrap::Backend;
 
-use wecom_archive::pipeline::progress::{summary, Progress};
+use wecom_archive::pipeline::progress::summary;
 use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::source::file::{DumpReader, ReaderOptions};
 use wecom_archive::source::DumpSource;
+
+use super::output::{print_json, RunSummary};
 
 /// Exit status when the dump was damaged (truncated gzip, trailing garbage, unreadable):
 /// every record before the fault was written, and the fault is a dead letter.
@@ -54,12 +55,19 @@ pub struct Args {
     #[arg(long, default_value_t = wecom_archive::source::file::DEFAULT_MAX_RECORD_BYTES)]
     max_record_bytes: usize,
 
+    /// Print one JSON document (the run's summary, see docs/cli.md) instead of the text summary.
+    #[arg(long)]
+    json: bool,
+
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // A stop ends the reading early; what was read is still written and committed, and the exit
+    // status (130 / 143) says that the dump was not decrypted whole.
+    let stop = super::Stop::install();
     let mut keyring = Keyring::new(args.backend);
     for (ver, path) in &args.keys {
         if keyring.versions().contains(ver) {
@@ -99,23 +107,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threads = rayon::current_num_threads(),
         "decrypting"
     );
-    let progress = Progress::new("decrypt", None);
+    let progress = super::progress("decrypt", None);
     let output = Output {
         dir: &args.out,
         layout: Layout::Flat,
         state: None,
     };
-    let stats = pipeline::run(
-        &mut source,
-        &keyring,
-        output,
-        &options,
-        &AtomicBool::new(false),
-        &|s| progress.update(s),
-    );
-    progress.finish();
+    let stats = pipeline::run(&mut source, &keyring, output, &options, stop.flag(), &|s| {
+        if let Some(p) = &progress {
+            p.update(s);
+        }
+    });
+    if let Some(p) = &progress {
+        p.finish();
+    }
     let stats = stats?;
-    print_summary(&stats, &args.out);
+    if args.json {
+        print_json(&RunSummary::new(None, &stats).interrupted_by(stop.signal_name()))?;
+    } else {
+        print_summary(&stats, &args.out);
+    }
+    if let Some(code) = stop.exit_code() {
+        eprintln!(
+            "stopped by {}: the dump was not decrypted whole ({} records read, {} written)",
+            stop.signal_name().unwrap_or("a signal"),
+            stats.records_in,
+            stats.written
+        );
+        return Ok(code);
+    }
     if let Some(what) = damage.get() {
         eprintln!("error: {what}");
         return Ok(ExitCode::from(EXIT_INPUT_DAMAGED));

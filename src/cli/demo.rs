@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use wecom_archive::crypto::unwrap::Backend;
-use wecom_archive::pipeline::progress::{summary, Progress};
+use wecom_archive::pipeline::progress::summary;
 use wecom_archive::pipeline::RunOptions;
 use wecom_archive::pull::{self, Target};
 use wecom_archive::source::sim::{demo_keyring, SimConfig, SimSource};
 use wecom_archive::state::StateStore;
+
+use super::output::{print_json, RunSummary};
 
 /// Arguments of `wecom-archive demo`.
 #[derive(Debug, clap::Args)]
@@ -51,12 +53,17 @@ pub struct Args {
     #[arg(long)]
     fresh: bool,
 
+    /// Print one JSON document (the run's summary, see docs/cli.md) instead of the text summary.
+    #[arg(long)]
+    json: bool,
+
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stop = super::Stop::install();
     let tz = jiff::tz::TimeZone::get(&args.timezone)
         .with_context(|| format!("time zone {:?}", args.timezone))?;
     if args.fresh && args.out.exists() {
@@ -80,19 +87,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..RunOptions::default()
     };
     let remaining = args.messages.saturating_sub(before.unwrap_or(0));
-    eprintln!(
-        "demo: {} -> {} (corp {}, {} threads{})",
-        wecom_archive::source::Source::describe(&source),
-        args.out.display(),
-        args.corp_id,
-        rayon::current_num_threads(),
-        match before {
-            Some(c) => format!(", resuming after checkpoint {c}"),
-            None => String::new(),
-        }
-    );
-    let progress = Progress::new("demo", Some(remaining));
-    let stop = super::stop_flag();
+    if !super::quiet() {
+        eprintln!(
+            "demo: {} -> {} (corp {}, {} threads{})",
+            wecom_archive::source::Source::describe(&source),
+            args.out.display(),
+            args.corp_id,
+            rayon::current_num_threads(),
+            match before {
+                Some(c) => format!(", resuming after checkpoint {c}"),
+                None => String::new(),
+            }
+        );
+    }
+    let progress = super::progress("demo", Some(remaining));
     let report = pull::pull_source(
         &mut store,
         &Target {
@@ -103,15 +111,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &mut source,
         &keyring,
         &options,
-        &stop,
-        &|s| progress.update(s),
+        stop.flag(),
+        &|s| {
+            if let Some(p) = &progress {
+                p.update(s);
+            }
+        },
     );
-    progress.finish();
+    if let Some(p) = &progress {
+        p.finish();
+    }
     if let Some(e) = report.error {
         anyhow::bail!(e);
     }
     let stats = report.stats;
+    let finished = stop.exit_code().unwrap_or(ExitCode::SUCCESS);
+    if args.json {
+        let summary =
+            RunSummary::new(Some(&args.corp_id), &stats).interrupted_by(stop.signal_name());
+        print_json(&summary)?;
+        return Ok(finished);
+    }
     println!("{}", summary(&stats));
+    if let Some(signal) = stop.signal_name() {
+        println!(
+            "stopped by {signal}: committed up to checkpoint {}; run again to resume",
+            stats.checkpoint.or(before).unwrap_or(0)
+        );
+        return Ok(finished);
+    }
     if stats.records_in == 0 {
         println!(
             "nothing new after checkpoint {}: the archive is already in {} (use --fresh to start over)",

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use wecom_archive::sink::inventory::scan;
 use wecom_archive::state::StateStore;
 
+use super::output::{print_json, CheckpointSummary, InspectSummary};
+
+/// Runs shown per corp.
+const RUNS_SHOWN: usize = 3;
+
 /// Arguments of `wecom-archive inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,43 +20,65 @@ pub struct Args {
     /// Gaps to list at most.
     #[arg(long, default_value_t = 20)]
     max_gaps: usize,
+
+    /// Print one JSON document (see docs/cli.md) instead of the text report.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let inv = scan(&args.dir)?;
-    println!(
-        "{}: {} rows in {} Parquet files",
-        args.dir.display(),
-        inv.rows(),
-        inv.files
-    );
-    if let (Some(first), Some(last)) = (inv.seqs.first(), inv.seqs.last()) {
-        println!("seq range of rows: {first}..={last}");
+    let state = wecom_archive::sink::layout::state_path(&args.dir);
+    let mut checkpoints = Vec::new();
+    if state.exists() {
+        let store = StateStore::open(&state)?;
+        for (corp_id, seq) in store.checkpoints()? {
+            let runs = store.runs(&corp_id, RUNS_SHOWN)?;
+            checkpoints.push(CheckpointSummary {
+                corp_id,
+                seq,
+                runs: runs.into_iter().map(Into::into).collect(),
+            });
+        }
     }
-    if !inv.by_partition.is_empty() {
+    let summary = InspectSummary::new(&args.dir, &inv, args.max_gaps, checkpoints);
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        print_text(&summary, &state);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(s: &InspectSummary, state: &std::path::Path) {
+    println!("{}: {} rows in {} Parquet files", s.dir, s.rows, s.files);
+    if let Some(r) = s.seq_range {
+        println!("seq range of rows: {}..={}", r.first, r.last);
+    }
+    if !s.partitions.is_empty() {
         println!("\nrows by partition:");
-        for ((corp, date), n) in &inv.by_partition {
-            match (corp.is_empty(), date.is_empty()) {
+        for p in &s.partitions {
+            let n = p.rows;
+            match (p.corp_id.is_empty(), p.date.is_empty()) {
                 (true, true) => println!("  (flat)                         {n:>10}"),
-                _ => println!("  corp_id={corp} date={date}  {n:>10}"),
+                _ => println!("  corp_id={} date={}  {n:>10}", p.corp_id, p.date),
             }
         }
     }
-    if !inv.by_msgtype.is_empty() {
+    if !s.msgtypes.is_empty() {
         println!("\nrows by msgtype:");
-        let mut types: Vec<_> = inv.by_msgtype.iter().collect();
+        let mut types: Vec<_> = s.msgtypes.iter().collect();
         types.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (t, n) in types {
             println!("  {t:<24} {n:>10}");
         }
     }
-    let dead: u64 = inv.dead_by_kind.values().sum();
-    println!("\ndead letters: {dead}");
-    for (k, n) in &inv.dead_by_kind {
+    println!("\ndead letters: {}", s.dead_letters);
+    for (k, n) in &s.dead_letters_by_kind {
         println!("  {k:<24} {n:>10}");
     }
-    let dups = inv.duplicate_seqs();
+    let dups = &s.duplicate_seqs;
     println!(
         "\nduplicate seqs: {}{}",
         dups.len(),
@@ -61,29 +88,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             format!(" (first: {:?})", &dups[..dups.len().min(10)])
         }
     );
-    let gaps = inv.gaps();
-    let missing: u64 = gaps.iter().map(|(a, b)| b - a + 1).sum();
     println!(
         "gaps: {} ({} seqs missing between rows and dead letters)",
-        gaps.len(),
-        missing
+        s.gap_count, s.missing_seqs
     );
-    for (a, b) in gaps.iter().take(args.max_gaps) {
+    for [a, b] in &s.gaps {
         println!("  {a}..={b}");
     }
-    if inv.temporaries > 0 {
+    if s.temporaries > 0 {
         println!(
             "uncommitted temporaries: {} (a run is in progress, or crashed: the next run cleans them up)",
-            inv.temporaries
+            s.temporaries
         );
     }
-    let state = wecom_archive::sink::layout::state_path(&args.dir);
     if state.exists() {
-        let store = StateStore::open(&state)?;
         println!("\ncheckpoints ({}):", state.display());
-        for (corp, seq) in store.checkpoints()? {
-            println!("  {corp}: last committed seq {seq}");
-            for r in store.runs(&corp, 3)? {
+        for c in &s.checkpoints {
+            println!("  {}: last committed seq {}", c.corp_id, c.seq);
+            for r in &c.runs {
                 println!(
                     "    run at {}: seq {} -> {}, {} written, {} dead-lettered, {}",
                     jiff::Timestamp::from_second(r.finished_at)
@@ -97,5 +119,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -63,12 +63,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_library(&config, &corps)?;
     let options =
         pull::media_options(&config, &args.options.filter()).map_err(anyhow::Error::msg)?;
-    let stop = super::stop_flag();
+    let stop = super::Stop::install();
     let mut failed = 0;
     for corp in corps {
-        let progress = BytesProgress::new(&corp.corp_id);
-        let result = pull::download_media(&config, corp, &options, &stop, &|n| progress.add(n));
-        progress.finish();
+        if stop.flag().load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let progress = (!super::quiet()).then(|| BytesProgress::new(&corp.corp_id));
+        let on_bytes = |n| {
+            if let Some(p) = &progress {
+                p.add(n);
+            }
+        };
+        let result = pull::download_media(&config, corp, &options, stop.flag(), &on_bytes);
+        if let Some(p) = &progress {
+            p.finish();
+        }
         let stats = result.with_context(|| format!("corp {} media", corp.corp_id))?;
         println!("{} media: {}", corp.corp_id, stats.summary());
         failed += stats.failed;
@@ -76,7 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if failed > 0 {
         eprintln!("{failed} file(s) failed; run `wecom-archive media` again to resume them");
     }
-    Ok(ExitCode::SUCCESS)
+    // Stopped between chunks: every finished chunk is recorded, the next run resumes.
+    Ok(stop.exit_code().unwrap_or(ExitCode::SUCCESS))
 }
 
 /// Fails early when an SDK corp has no library.

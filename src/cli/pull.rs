@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use wecom_archive::config::Config;
-use wecom_archive::pipeline::progress::{summary, Progress};
+use wecom_archive::pipeline::progress::summary;
 use wecom_archive::pull::{self, Observer, PullOptions};
+
+use super::output::{print_json, PullSummary, RunSummary};
 
 /// Arguments of `wecom-archive pull`.
 #[derive(Debug, clap::Args)]
@@ -49,10 +51,15 @@ pub struct Args {
 
     #[command(flatten)]
     media_options: super::media::MediaArgs,
+
+    /// Print one JSON document on stdout instead of the summary lines (see docs/cli.md).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stop = super::Stop::install();
     let config = Config::load(&args.config)?;
     config.require_corps()?;
     let corps = super::select_corps(&config, args.corp.as_deref(), &args.config)?;
@@ -64,76 +71,99 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             store.set_checkpoint(&corp.corp_id, seq)?;
         }
     }
+    let media = if args.media || config.media.on_pull {
+        let options = pull::media_options(&config, &args.media_options.filter());
+        Some(options.map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
     let options = PullOptions {
         commit_every: args.commit_every.max(1),
-        media: if args.media || config.media.on_pull {
-            Some(
-                pull::media_options(&config, &args.media_options.filter())
-                    .map_err(anyhow::Error::msg)?,
-            )
-        } else {
-            None
-        },
+        media,
     };
-    let stop = super::stop_flag();
+    let mut out = Printer::default();
     let mut dead_lettered = 0;
     let mut failed: Vec<String> = Vec::new();
+    let mut summary_json = PullSummary::default();
     loop {
         let round = Instant::now();
         failed.clear();
         for corp in &corps {
-            if stop.load(Ordering::Relaxed) {
+            if stop.flag().load(Ordering::Relaxed) {
                 break;
             }
             // One corp's failure (a bad secret, a network outage) does not hold up the others;
             // its committed work is kept and the next round resumes it.
-            let progress = Progress::new(&corp.corp_id, None);
-            let media_bar = super::media::BytesProgress::new(&corp.corp_id);
+            let progress = super::progress(&corp.corp_id, None);
+            let media_bar =
+                (!super::quiet()).then(|| super::media::BytesProgress::new(&corp.corp_id));
             let report = pull::pull_corp(
                 &config,
                 corp,
                 &options,
-                &stop,
+                stop.flag(),
                 &Observer {
-                    progress: &|s| progress.update(s),
-                    media_bytes: &|n| media_bar.add(n),
+                    progress: &|s| {
+                        if let Some(p) = &progress {
+                            p.update(s);
+                        }
+                    },
+                    media_bytes: &|n| {
+                        if let Some(b) = &media_bar {
+                            b.add(n);
+                        }
+                    },
                 },
             );
-            progress.finish();
-            media_bar.finish();
-            dead_lettered += report.dead_lettered();
-            match &report.error {
-                None => println!("{}: {}", corp.corp_id, summary(&report.stats)),
-                Some(e) => {
-                    eprintln!("error: {e}");
-                    failed.push(corp.corp_id.clone());
-                }
+            if let Some(p) = &progress {
+                p.finish();
             }
-            match &report.media {
-                Some(Ok(stats)) => println!("{} media: {}", corp.corp_id, stats.summary()),
+            if let Some(b) = &media_bar {
+                b.finish();
+            }
+            dead_lettered += report.dead_lettered();
+            let media_failed = matches!(report.media, Some(Err(_)));
+            if let Some(e) = &report.error {
+                eprintln!("error: {e}");
+            }
+            if let Some(Err(e)) = &report.media {
                 // Media fails like a pull: reported, the other corps go on.
-                Some(Err(e)) => {
-                    eprintln!("error: corp {} media: {e}", corp.corp_id);
-                    failed.push(corp.corp_id.clone());
+                eprintln!("error: corp {} media: {e}", corp.corp_id);
+            }
+            if report.error.is_some() || media_failed {
+                failed.push(corp.corp_id.clone());
+            }
+            if args.json {
+                summary_json
+                    .corps
+                    .push(RunSummary::of_pull(&report, stop.signal_name()));
+            } else {
+                if report.error.is_none() {
+                    out.line(format_args!("{}: {}", corp.corp_id, summary(&report.stats)));
                 }
-                None => {}
+                if let Some(Ok(stats)) = &report.media {
+                    out.line(format_args!("{} media: {}", corp.corp_id, stats.summary()));
+                }
             }
         }
-        if !args.follow || stop.load(Ordering::Relaxed) {
+        if !args.follow || stop.flag().load(Ordering::Relaxed) {
             break;
         }
         let wait = Duration::from_secs(config.poll_interval_secs).saturating_sub(round.elapsed());
         tracing::info!(wait_secs = wait.as_secs(), "caught up; polling again later");
         let until = Instant::now() + wait;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        while Instant::now() < until && !stop.flag().load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
         }
-        if stop.load(Ordering::Relaxed) {
+        if stop.flag().load(Ordering::Relaxed) {
             break;
         }
     }
+    if args.json {
+        summary_json.failed = failed.clone();
+        print_json(&summary_json)?;
+    }
     if !failed.is_empty() {
-        failed.dedup();
         bail!(
             "pull failed for {} of {} corps: {}",
             failed.len(),
@@ -141,9 +171,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             failed.join(", ")
         );
     }
+    if let Some(code) = stop.exit_code() {
+        if let Some(signal) = stop.signal_name() {
+            eprintln!("stopped by {signal}: what was fetched is committed; run again to resume");
+        }
+        return Ok(code);
+    }
     if args.strict && dead_lettered > 0 {
         eprintln!("error: {dead_lettered} record(s) dead-lettered (--strict)");
         return Ok(ExitCode::from(super::EXIT_DEAD_LETTERS));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Summary lines on stdout. `pull` keeps SIGPIPE ignored (it talks to SDK workers over pipes),
+/// so a closed stdout is an error here, not a signal: stop printing quietly and let the pull go
+/// on, since its output is on disk, not on stdout.
+#[derive(Default)]
+struct Printer {
+    closed: bool,
+}
+
+impl Printer {
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        use std::io::Write;
+        if !self.closed && writeln!(std::io::stdout(), "{text}").is_err() {
+            self.closed = true;
+        }
+    }
 }

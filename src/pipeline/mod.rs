@@ -298,7 +298,8 @@ pub fn run(
     };
 
     std::thread::scope(|s| {
-        s.spawn(move || fetch(source, floor, options, stop, raw_tx));
+        let corp = writer.corp.clone();
+        s.spawn(move || fetch(source, &corp, floor, options, stop, raw_tx));
         let writer = s.spawn(move || writer.run(done_rx, start, options, progress));
         let mut source_error = None;
         for msg in raw_rx {
@@ -376,8 +377,14 @@ impl Chunk {
 /// Pulls pages after the cursor until the source has no more (or `stop` is raised), and sends
 /// them on in chunks of at most `chunk_records`. A chunk never spans two pages, so a slow source
 /// does not hold records back waiting for a chunk to fill.
+///
+/// An empty page ends the run. So does a page of a cursor-driven source that does not move the
+/// cursor, with an error instead: asking again would bring the same page back forever (a flood
+/// of calls and dead letters), so nothing of it is sent on and the checkpoint stays at the last
+/// page that did advance.
 fn fetch(
     source: &mut dyn Source,
+    corp: &str,
     from_seq: Option<u64>,
     options: &RunOptions,
     stop: &AtomicBool,
@@ -398,7 +405,17 @@ fn fetch(
         if page.items.is_empty() {
             break;
         }
-        cursor = page.next_cursor(cursor);
+        cursor = if source.follows_cursor() {
+            match page.advance(corp, cursor) {
+                Ok(next) => next,
+                Err(stalled) => {
+                    let _ = tx.send(Err(stalled.into()));
+                    return;
+                }
+            }
+        } else {
+            page.next_cursor(cursor)
+        };
         let mut buf = Chunk::with_capacity(chunk.min(page.items.len()));
         for item in page.items {
             if let Ok(rec) = &item {

@@ -117,6 +117,10 @@ impl Source for DeadLetterSource {
         )
     }
 
+    fn follows_cursor(&self) -> bool {
+        false
+    }
+
     fn fetch(&mut self, _after: u64, limit: u32) -> Result<Page, SourceError> {
         let n = (limit as usize).min(self.items.len());
         Ok(Page {

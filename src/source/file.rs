@@ -116,6 +116,18 @@ impl RawInput {
     }
 }
 
+impl From<String> for RawInput {
+    fn from(text: String) -> Self {
+        RawInput::text(text)
+    }
+}
+
+impl From<&str> for RawInput {
+    fn from(text: &str) -> Self {
+        RawInput::text(text)
+    }
+}
+
 impl std::ops::Deref for RawInput {
     type Target = str;
     fn deref(&self) -> &str {

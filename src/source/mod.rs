@@ -36,13 +36,61 @@ pub struct Page {
 impl Page {
     /// The cursor for the next call: the highest seq of the page, or `after` for an empty page.
     pub fn next_cursor(&self, after: u64) -> u64 {
-        self.items
-            .iter()
-            .filter_map(|i| match i {
-                Ok(r) => Some(r.seq),
-                Err(r) => r.error.seq,
-            })
-            .fold(after, u64::max)
+        self.seqs().fold(after, u64::max)
+    }
+
+    /// The cursor for the next call of `corp_id`'s pull, which asked for the records after
+    /// `after`; or, for a page that is not empty yet holds nothing after the cursor, why asking
+    /// again is pointless: a cursor-driven source would answer the same page forever.
+    pub fn advance(&self, corp_id: &str, after: u64) -> Result<u64, Stalled> {
+        let next = self.next_cursor(after);
+        if next > after || self.items.is_empty() {
+            return Ok(next);
+        }
+        Err(Stalled {
+            corp_id: corp_id.to_owned(),
+            after,
+            entries: self.items.len(),
+            highest: self.seqs().max(),
+            without_seq: self.items.len() - self.seqs().count(),
+        })
+    }
+
+    fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.items.iter().filter_map(|i| match i {
+            Ok(r) => Some(r.seq),
+            Err(r) => r.error.seq,
+        })
+    }
+}
+
+/// A page that does not move the cursor: it holds entries, but none with a seq after the one
+/// asked for (only entries at or below it, or entries without a seq). The pull stops here
+/// rather than asking for the same records again and again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "corp {corp_id}: GetChatData after seq {after} returned {entries} records, none after the \
+     cursor ({}): stopping instead of asking again",
+    stalled_detail(*highest, *without_seq)
+)]
+pub struct Stalled {
+    /// The corp.
+    pub corp_id: String,
+    /// The cursor asked for.
+    pub after: u64,
+    /// Entries in the page.
+    pub entries: usize,
+    /// The highest seq among them, if any has one.
+    pub highest: Option<u64>,
+    /// Entries without a seq.
+    pub without_seq: usize,
+}
+
+fn stalled_detail(highest: Option<u64>, without_seq: usize) -> String {
+    match (highest, without_seq) {
+        (Some(h), 0) => format!("highest seq {h}"),
+        (Some(h), n) => format!("highest seq {h}, {n} without a seq"),
+        (None, _) => "none has a seq".to_owned(),
     }
 }
 
@@ -55,6 +103,9 @@ pub enum SourceError {
     /// The official SDK failed (after its retries).
     #[error(transparent)]
     Sdk(#[from] sdk::SdkError),
+    /// A page did not move the cursor.
+    #[error(transparent)]
+    Stalled(#[from] Stalled),
 }
 
 /// A cursor-driven source of encrypted records, like `GetChatData`.
@@ -65,6 +116,14 @@ pub trait Source: Send {
     /// Up to `limit` (≤ [`MAX_PAGE`]) entries with seq greater than `after`, in seq order. An
     /// empty page means "caught up for now".
     fn fetch(&mut self, after: u64, limit: u32) -> Result<Page, SourceError>;
+
+    /// Whether the answer depends on `after`, as `GetChatData`'s does. Then a page that does
+    /// not move the cursor ([`Page::advance`]) would come back at every call, and the pipeline
+    /// stops the run. Sources that read a finite input front to back whatever the cursor
+    /// (dumps, dead letters) answer false: they may hold entries out of order or without a seq.
+    fn follows_cursor(&self) -> bool {
+        true
+    }
 }
 
 /// A dump file as a [`Source`]: read front to back, in file order. Entries at or below the
@@ -90,6 +149,10 @@ impl DumpSource {
 impl Source for DumpSource {
     fn describe(&self) -> String {
         format!("dump {}", self.name)
+    }
+
+    fn follows_cursor(&self) -> bool {
+        false
     }
 
     fn fetch(&mut self, after: u64, limit: u32) -> Result<Page, SourceError> {
@@ -200,5 +263,70 @@ pub fn media_for_corp(
     match corp.source {
         SourceKind::Sim => Ok(Box::new(media::SimMediaSource::default())),
         SourceKind::Sdk => Ok(Box::new(sdk::SdkSource::new(sdk_config(config, corp)?))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{RecordError, RecordErrorKind};
+
+    fn rec(seq: u64) -> Item {
+        Ok(EncryptedRecord {
+            seq,
+            msgid: format!("m{seq}"),
+            publickey_ver: 1,
+            encrypt_random_key: String::new(),
+            encrypt_chat_msg: String::new(),
+        })
+    }
+
+    fn no_seq() -> Item {
+        Err(Rejected {
+            error: RecordError {
+                seq: None,
+                msgid: Some("x".into()),
+                line: None,
+                kind: RecordErrorKind::Malformed("missing field `seq`".into()),
+            },
+            raw: "{}".into(),
+        })
+    }
+
+    #[test]
+    fn a_page_advances_when_one_entry_is_after_the_cursor() {
+        let page = Page {
+            items: vec![rec(1199), no_seq(), rec(1201)],
+        };
+        assert_eq!(page.advance("ww1", 1200), Ok(1201));
+        assert_eq!(Page::default().advance("ww1", 1200), Ok(1200));
+    }
+
+    #[test]
+    fn a_page_that_does_not_move_the_cursor_says_what_it_held() {
+        let page = Page {
+            items: vec![rec(1198), rec(1200), rec(1200)],
+        };
+        let e = page.advance("ww1", 1200).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "corp ww1: GetChatData after seq 1200 returned 3 records, none after the cursor \
+             (highest seq 1200): stopping instead of asking again"
+        );
+        let page = Page {
+            items: vec![no_seq(), no_seq()],
+        };
+        let e = page.advance("ww1", 0).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("2 records, none after the cursor (none has a seq)"));
+        let page = Page {
+            items: vec![rec(7), no_seq()],
+        };
+        let e = page.advance("ww1", 9).unwrap_err();
+        assert!(
+            e.to_string().contains("(highest seq 7, 1 without a seq)"),
+            "{e}"
+        );
     }
 }

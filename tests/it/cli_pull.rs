@@ -112,7 +112,101 @@ fn follow_stops_gracefully_on_sigterm() {
         assert!(Instant::now() < deadline, "no exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "{status}");
+    // Stopped by a signal: 128 + SIGTERM, as every command that a signal stops.
+    assert_eq!(status.code(), Some(143), "{status}");
     let out = dir.path().join("archive");
     assert_eq!(corp_seqs(&out, "wwsimA"), (1..=1500).collect());
+}
+
+/// Waits for `child` to exit, at most `secs` seconds.
+fn wait(child: &mut std::process::Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no exit within {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn interrupted_pull_commits_and_resumes(signal: i32, code: i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wecom-archive.toml");
+    std::fs::write(
+        &cfg,
+        "out = \"archive\"\ntimezone = \"UTC\"\n[[corp]]\ncorp_id = \"wwsimBig\"\nsource = \"sim\"\nsim_messages = 12000\n",
+    )
+    .unwrap();
+    let state = dir.path().join("archive/state.sqlite");
+    let mut child = Command::new(BIN)
+        // Small commits, so that the signal lands after some are made.
+        .args(["pull", "--once", "--commit-every", "500", "--json"])
+        .env("WECOM_ARCHIVE_CONFIG", &cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(state.exists()
+        && StateStore::open(&state)
+            .and_then(|s| s.checkpoint("wwsimBig"))
+            .ok()
+            .flatten()
+            .is_some())
+    {
+        assert!(Instant::now() < deadline, "no commit");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the signal"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = wait(&mut child, 60);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(code), "{status}");
+
+    // What was committed is on disk, exactly once, up to the checkpoint; the run is recorded
+    // as interrupted; the JSON says the same.
+    let store = StateStore::open(&state).unwrap();
+    let cp = store.checkpoint("wwsimBig").unwrap().unwrap();
+    assert!(cp < 12_000, "the run was not interrupted (checkpoint {cp})");
+    let out = dir.path().join("archive");
+    assert_eq!(corp_seqs(&out, "wwsimBig"), (1..=cp).collect());
+    let runs = store.runs("wwsimBig", 5).unwrap();
+    assert_eq!(runs[0].outcome, "interrupted", "{runs:?}");
+    assert_eq!(runs[0].to_seq, cp);
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+    let run = &json["corps"][0];
+    assert_eq!(run["corp_id"], "wwsimBig");
+    assert_eq!(run["outcome"], "interrupted");
+    assert_eq!(run["checkpoint"], cp);
+    assert_eq!(json["failed"], serde_json::json!([]));
+    drop(store);
+
+    // The next run resumes after the checkpoint and finishes the archive.
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--json"])
+        .env("WECOM_ARCHIVE_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run = &json["corps"][0];
+    assert_eq!(run["outcome"], "ok");
+    assert_eq!(run["records_in"], 12_000 - cp);
+    assert_eq!(run["checkpoint"], 12_000);
+    assert_eq!(corp_seqs(&out, "wwsimBig"), (1..=12_000).collect());
+}
+
+#[test]
+fn sigint_stops_a_pull_with_130_and_it_resumes() {
+    interrupted_pull_commits_and_resumes(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_a_pull_with_143_and_it_resumes() {
+    interrupted_pull_commits_and_resumes(libc::SIGTERM, 143);
 }

@@ -3,6 +3,7 @@
 //! `tests/emulated/`, the official SDK's `tests/sdk_*.rs`).
 
 mod callback_vectors;
+mod cli_conventions;
 mod cli_decrypt;
 mod cli_dumps;
 mod cli_media;
@@ -12,5 +13,6 @@ mod decryptdata_vectors;
 mod media_download;
 mod model_messages;
 mod pipeline_resume;
+mod pull_guard;
 mod readme;
 mod rsa_keys;

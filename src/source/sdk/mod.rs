@@ -20,7 +20,8 @@
 //! retried with jittered exponential backoff; 10000, 10004, 10009, 10010, 10011 are
 //! configuration errors that stop with a message saying what to fix. A return code of 0 is not
 //! enough: the JSON envelope carries its own `errcode` (48002 wrong secret, 301042 IP not
-//! whitelisted, …).
+//! whitelisted, …), and a body that is not a response at all (cut short, not JSON) is retried
+//! like a network error, then fails the run — it is never handed on as a page.
 
 pub mod codes;
 mod ffi;
@@ -28,14 +29,17 @@ pub mod protocol;
 pub mod worker;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use super::file::DumpReader;
+use serde_json::Value;
+
 use super::media::{ChunkError, MediaChunk, MediaSource};
-use super::{Page, Source, SourceError, MAX_PAGE};
+use super::{Item, Page, Rejected, Source, SourceError, MAX_PAGE};
 use crate::config::Secret;
+use crate::error::{RecordError, RecordErrorKind};
+use crate::model::record::{identify, EncryptedRecord};
 use protocol::{write_line, Request, Response};
 
 /// Why the SDK source could not deliver a page.
@@ -61,6 +65,24 @@ pub enum SdkError {
         /// WeCom's message.
         errmsg: String,
     },
+    /// `GetChatData` returned 0 but its body is not a `GetChatData` response (cut short, not
+    /// JSON, no `chatdata` array): retried like a network error, then the run fails.
+    #[error(
+        "corp {corp_id}: GetChatData after seq {after} answered a body that is not a GetChatData \
+         response ({len} bytes, starting {start:?}): {detail}"
+    )]
+    Body {
+        /// The corp.
+        corp_id: String,
+        /// The cursor asked for.
+        after: u64,
+        /// The body's length.
+        len: usize,
+        /// Its first characters, to recognise an HTML error page or a proxy's answer.
+        start: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The library could not be loaded or lacks a symbol.
     #[error("cannot load the WeCom SDK {path}: {detail}")]
     Library {
@@ -85,7 +107,7 @@ impl SdkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SdkError::Code { code, .. } => codes::is_retryable(*code),
-            SdkError::Worker { .. } => true,
+            SdkError::Worker { .. } | SdkError::Body { .. } => true,
             SdkError::Api { errcode, .. } => codes::is_retryable_errcode(*errcode),
             SdkError::Library { .. } => false,
         }
@@ -263,7 +285,7 @@ impl SdkSource {
             }
         };
         match resp {
-            Response::Ok { data } => self.parse_page(&data),
+            Response::Ok { data } => self.parse_page(after, &data),
             Response::Media { .. } => {
                 Err(self.worker_error("answered a media chunk to GetChatData"))
             }
@@ -282,21 +304,49 @@ impl SdkSource {
         }
     }
 
-    fn parse_page(&self, body: &str) -> Result<Page, SdkError> {
-        let mut reader = DumpReader::from_reader(
-            Box::new(std::io::Cursor::new(body.as_bytes().to_vec())),
-            Path::new("GetChatData"),
-        );
-        // Reading from memory cannot fail with I/O.
-        let items: Vec<_> = reader.by_ref().map_while(Result::ok).collect();
-        if let Some((errcode, errmsg)) = reader.page_errors.first().cloned() {
+    /// The records of a `GetChatData` body. The body must be one JSON object with a `chatdata`
+    /// array (or an `errcode`); anything else is an error worth a retry, never a page: a page
+    /// made of the unreadable body would not move the cursor, and the next call would bring the
+    /// same body back. Entries of the array that are not records ride in the page for the dead
+    /// letters.
+    fn parse_page(&self, after: u64, body: &str) -> Result<Page, SdkError> {
+        let bad_body = |detail: String| SdkError::Body {
+            corp_id: self.config.corp_id.clone(),
+            after,
+            len: body.len(),
+            start: body.chars().take(60).collect(),
+            detail,
+        };
+        let mut page = match serde_json::from_str::<Value>(body) {
+            Ok(Value::Object(page)) => page,
+            Ok(other) => return Err(bad_body(format!("a JSON {}", json_kind(&other)))),
+            Err(e) => return Err(bad_body(format!("invalid JSON: {e}"))),
+        };
+        let errcode = page.get("errcode").and_then(Value::as_i64).unwrap_or(0);
+        if errcode != 0 {
             return Err(SdkError::Api {
                 corp_id: self.config.corp_id.clone(),
                 errcode,
-                errmsg,
+                errmsg: page
+                    .get("errmsg")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
             });
         }
-        Ok(Page { items })
+        let items = match page.remove("chatdata") {
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(bad_body(format!(
+                    "\"chatdata\" is {}, not an array",
+                    json_kind(&other)
+                )))
+            }
+            None => return Err(bad_body("no \"chatdata\" array".into())),
+        };
+        Ok(Page {
+            items: items.into_iter().map(record).collect(),
+        })
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -308,6 +358,34 @@ impl SdkSource {
             &mut rand::thread_rng(),
             capped / 2..=capped,
         ))
+    }
+}
+
+/// One `chatdata` entry: a record, or the entry as a dead letter naming what it could.
+fn record(v: Value) -> Item {
+    use serde::Deserialize;
+    EncryptedRecord::deserialize(&v).map_err(|e| {
+        let (seq, msgid) = identify(&v);
+        Rejected {
+            error: RecordError {
+                seq,
+                msgid,
+                line: None,
+                kind: RecordErrorKind::Malformed(e.to_string()),
+            },
+            raw: v.to_string().into(),
+        }
+    })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -376,7 +454,9 @@ impl MediaSource for SdkSource {
                 // Init failing is about the corp's configuration, not this file.
                 SdkError::Code { call: "Init", .. } => ChunkError::Fatal(e.to_string()),
                 SdkError::Code { code, .. } => ChunkError::Sdk { code },
-                SdkError::Worker { .. } => ChunkError::Transient(e.to_string()),
+                SdkError::Worker { .. } | SdkError::Body { .. } => {
+                    ChunkError::Transient(e.to_string())
+                }
                 SdkError::Api { .. } | SdkError::Library { .. } => ChunkError::Fatal(e.to_string()),
             })
     }
@@ -425,7 +505,10 @@ mod tests {
     #[test]
     fn envelope_errcode_is_an_error_even_with_return_code_0() {
         let e = source()
-            .parse_page(r#"{"errcode":48002,"errmsg":"api forbidden","chatdata":[]}"#)
+            .parse_page(
+                0,
+                r#"{"errcode":48002,"errmsg":"api forbidden","chatdata":[]}"#,
+            )
             .unwrap_err();
         assert!(matches!(e, SdkError::Api { errcode: 48002, .. }));
         assert!(!e.is_retryable());
@@ -434,7 +517,10 @@ mod tests {
             "{e}"
         );
         let e = source()
-            .parse_page(r#"{"errcode":301042,"errmsg":"ip not allow","chatdata":[]}"#)
+            .parse_page(
+                0,
+                r#"{"errcode":301042,"errmsg":"ip not allow","chatdata":[]}"#,
+            )
             .unwrap_err();
         assert!(e.to_string().contains("trusted IPs"), "{e}");
     }
@@ -443,6 +529,7 @@ mod tests {
     fn a_page_keeps_bad_entries_for_the_dead_letters() {
         let page = source()
             .parse_page(
+                4,
                 r#"{"errcode":0,"errmsg":"ok","chatdata":[
                 {"seq":5,"msgid":"a","publickey_ver":1,"encrypt_random_key":"k","encrypt_chat_msg":"m"},
                 {"seq":6,"msgid":"b"}]}"#,
@@ -452,6 +539,49 @@ mod tests {
         assert!(page.items[0].is_ok());
         assert_eq!(page.items[1].as_ref().unwrap_err().error.seq, Some(6));
         assert_eq!(page.next_cursor(0), 6);
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_page_is_a_retryable_error_not_a_page() {
+        let cases = [
+            (
+                r#"{"errcode":0,"errmsg":"ok","chatdata":[{"seq":5,"msgid":"a","#,
+                "invalid JSON",
+            ),
+            ("<html>502 Bad Gateway</html>", "invalid JSON"),
+            ("", "invalid JSON"),
+            ("[]", "a JSON an array"),
+            (r#"{"errcode":0,"errmsg":"ok"}"#, "no \"chatdata\" array"),
+            (r#"{"chatdata":{"seq":1}}"#, "is an object, not an array"),
+        ];
+        for (body, want) in cases {
+            let e = source().parse_page(1200, body).unwrap_err();
+            assert!(
+                matches!(e, SdkError::Body { after: 1200, .. }),
+                "{body}: {e:?}"
+            );
+            assert!(e.is_retryable(), "{body}");
+            let text = e.to_string();
+            assert!(
+                text.starts_with("corp ww1: GetChatData after seq 1200 answered a body")
+                    && text.contains(want),
+                "{body}: {text}"
+            );
+        }
+        // An error envelope without chatdata is still WeCom's error, not a bad body.
+        let e = source()
+            .parse_page(0, r#"{"errcode":301042,"errmsg":"ip not allow"}"#)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SdkError::Api {
+                    errcode: 301042,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]
