@@ -17,7 +17,7 @@ use crate::secret::Secret;
 use crate::serve::callback::{Event, Inbound, KnownCorps};
 use crate::serve::metrics::Metrics;
 use crate::serve::scheduler::{Requested, Scheduler};
-use crate::state::{SharedState, StateStore};
+use crate::state::{SharedState, StateStore, SUITE_TICKET_MAX_FUTURE_SECS};
 
 /// Most events taken off the queue (and deduplicated in one transaction) at once.
 const BATCH: usize = 256;
@@ -169,7 +169,7 @@ impl EventHandler {
             batch
                 .into_iter()
                 .zip(fresh)
-                .filter_map(|(inbound, fresh)| self.apply_one(store, inbound, fresh))
+                .filter_map(|(inbound, fresh)| self.apply_one(store, inbound, fresh, now))
                 .collect::<Vec<_>>()
         });
         done.unwrap_or_else(|e| {
@@ -178,7 +178,13 @@ impl EventHandler {
         })
     }
 
-    fn apply_one(&self, store: &StateStore, inbound: Inbound, fresh: bool) -> Option<Next> {
+    fn apply_one(
+        &self,
+        store: &StateStore,
+        inbound: Inbound,
+        fresh: bool,
+        now: i64,
+    ) -> Option<Next> {
         let kind = inbound.event.kind().to_owned();
         if !fresh {
             self.metrics.callback("duplicate");
@@ -192,8 +198,11 @@ impl EventHandler {
                 ticket,
                 timestamp,
             } => {
-                match store.offer_suite_ticket(&suite_id, &ticket, timestamp) {
+                match store.offer_suite_ticket(&suite_id, &ticket, timestamp, now) {
                     Ok(true) => tracing::info!(suite = %suite_id, timestamp, "suite_ticket stored"),
+                    Ok(false) if timestamp > now.saturating_add(SUITE_TICKET_MAX_FUTURE_SECS) => {
+                        tracing::warn!(suite = %suite_id, timestamp, now, "suite_ticket with a TimeStamp far in the future refused")
+                    }
                     Ok(false) => {
                         tracing::info!(suite = %suite_id, timestamp, "older suite_ticket ignored (a newer one is stored)")
                     }

@@ -39,7 +39,7 @@ pub use commits::{PendingCommit, Rename};
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
 pub use runs::RunRecord;
 pub use shared_state::SharedState;
-pub use wecom::{AuthCorp, StoredSuiteTickets};
+pub use wecom::{AuthCorp, StoredSuiteTickets, SUITE_TICKET_MAX_FUTURE_SECS};
 
 /// A failure of the state database.
 #[derive(Debug, thiserror::Error)]

@@ -84,20 +84,36 @@ impl StateStore {
 
     /// Offers a pushed `suite_ticket`: stored only if its push `TimeStamp` is newer than the
     /// stored one (pushes may arrive out of order, WxJava#1991). Returns whether it was stored.
+    ///
+    /// A `TimeStamp` more than [`SUITE_TICKET_MAX_FUTURE_SECS`] after `now` is refused: stored,
+    /// it would win over every later push and never expire. A stored one from that far in the
+    /// future (written before this check) is replaced by any push.
     pub fn offer_suite_ticket(
         &self,
         suite_id: &str,
         ticket: &Secret,
         timestamp: i64,
+        now: i64,
     ) -> Result<bool, StateError> {
+        let latest_plausible = now.saturating_add(SUITE_TICKET_MAX_FUTURE_SECS);
+        if timestamp > latest_plausible {
+            return Ok(false);
+        }
         // One statement, so two concurrent offers cannot both pass a read-then-write check.
         self.conn
             .execute(
                 "INSERT INTO suite_ticket (suite_id, ticket, timestamp, received_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(suite_id) DO UPDATE SET ticket = ?2, timestamp = ?3, received_at = ?4
-                 WHERE excluded.timestamp > suite_ticket.timestamp",
-                params![suite_id, ticket.expose(), timestamp, now_unix()],
+                 WHERE excluded.timestamp > suite_ticket.timestamp
+                    OR suite_ticket.timestamp > ?5",
+                params![
+                    suite_id,
+                    ticket.expose(),
+                    timestamp,
+                    now_unix(),
+                    latest_plausible
+                ],
             )
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
@@ -325,9 +341,19 @@ impl SuiteTicketSource for StoredSuiteTickets {
         };
         let now = self.clock.now_unix();
         stored
-            .filter(|(_, ts)| now - ts < SUITE_TICKET_TTL_SECS)
+            .filter(|(_, ts)| suite_ticket_valid(now, *ts))
             .map(|(t, _)| t)
     }
+}
+
+/// How far after now a `suite_ticket`'s push `TimeStamp` may be (clock skew) and still count.
+pub const SUITE_TICKET_MAX_FUTURE_SECS: i64 = 300;
+
+/// Whether a ticket pushed at `ts` is valid at `now`: younger than [`SUITE_TICKET_TTL_SECS`]
+/// and not from the absurd future. Saturating, so no `ts` wraps into validity.
+fn suite_ticket_valid(now: i64, ts: i64) -> bool {
+    ts <= now.saturating_add(SUITE_TICKET_MAX_FUTURE_SECS)
+        && now.saturating_sub(ts) < SUITE_TICKET_TTL_SECS
 }
 
 #[cfg(test)]
@@ -339,14 +365,62 @@ mod tests {
     fn suite_ticket_keeps_the_newest_push() {
         let s = StateStore::open_in_memory().unwrap();
         assert!(s.suite_ticket("ws").unwrap().is_none());
-        assert!(s.offer_suite_ticket("ws", &Secret::new("t2"), 200).unwrap());
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
+            .unwrap());
         // An older push arriving late is ignored, so is a replay of the same push.
-        assert!(!s.offer_suite_ticket("ws", &Secret::new("t1"), 100).unwrap());
-        assert!(!s.offer_suite_ticket("ws", &Secret::new("t2"), 200).unwrap());
-        assert!(s.offer_suite_ticket("ws", &Secret::new("t3"), 300).unwrap());
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("t1"), 100, 300)
+            .unwrap());
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
+            .unwrap());
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t3"), 300, 300)
+            .unwrap());
         let (t, ts) = s.suite_ticket("ws").unwrap().unwrap();
         assert_eq!((t.expose(), ts), ("t3", 300));
         assert!(s.suite_ticket("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn suite_ticket_from_the_far_future_is_refused_and_never_kept_forever() {
+        let now = 1_700_000_000;
+        let s = StateStore::open_in_memory().unwrap();
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t1"), now, now)
+            .unwrap());
+        // Stored, i64::MAX would win over every later push and never expire.
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("evil"), i64::MAX, now)
+            .unwrap());
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("evil"), now + 301, now)
+            .unwrap());
+        assert_eq!(s.suite_ticket("ws").unwrap().unwrap().1, now);
+        // Within the skew it is a normal push.
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t2"), now + 300, now)
+            .unwrap());
+        // A far-future row already on disk (written before the check) is replaced.
+        s.conn
+            .execute("UPDATE suite_ticket SET timestamp = ?1", [i64::MAX])
+            .unwrap();
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t3"), now + 10, now)
+            .unwrap());
+        assert_eq!(s.suite_ticket("ws").unwrap().unwrap().0.expose(), "t3");
+    }
+
+    #[test]
+    fn stored_ticket_validity_does_not_overflow() {
+        let now = 1_700_000_000;
+        assert!(suite_ticket_valid(now, now));
+        assert!(suite_ticket_valid(now, now + 300));
+        assert!(!suite_ticket_valid(now, now - SUITE_TICKET_TTL_SECS));
+        assert!(!suite_ticket_valid(now, i64::MAX));
+        assert!(!suite_ticket_valid(now, i64::MIN));
+        assert!(!suite_ticket_valid(now, now + 301));
     }
 
     #[test]
@@ -403,7 +477,7 @@ mod tests {
         assert!(tickets.latest("ws").is_none());
         state
             .lock()
-            .offer_suite_ticket("ws", &Secret::new("t"), 10_000)
+            .offer_suite_ticket("ws", &Secret::new("t"), 10_000, 10_000)
             .unwrap();
         assert_eq!(tickets.latest("ws").unwrap().expose(), "t");
         clock.advance(SUITE_TICKET_TTL_SECS);

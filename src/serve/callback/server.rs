@@ -251,17 +251,25 @@ fn signed_query(s: &CallbackServer, uri: &Uri) -> Result<Signed, Rejection> {
         .map_err(|_| bad("timestamp is not a number".into()))?;
     let now = s.clock.now_unix();
     let window = s.limits.timestamp_window_secs;
-    if (now - ts).abs() > window {
+    if !within_window(now, ts, window) {
         return Err((
             StatusCode::FORBIDDEN,
             "stale_timestamp",
             format!(
                 "timestamp {ts} is {}s from now, outside ±{window}s",
-                ts - now
+                ts.saturating_sub(now)
             ),
         ));
     }
     Ok(signed)
+}
+
+/// Whether `|ts − now| <= window`. Checked: a timestamp near `i64::MIN` or `i64::MAX` must
+/// not wrap around into the window.
+fn within_window(now: i64, ts: i64, window: i64) -> bool {
+    now.checked_sub(ts)
+        .and_then(i64::checked_abs)
+        .is_some_and(|d| d <= window)
 }
 
 fn verify_url(s: &CallbackServer, ep: &Endpoint, q: &Signed) -> Response {
@@ -454,5 +462,25 @@ fn ack(kind: RouteKind) -> Response {
     match kind {
         RouteKind::SuiteCommand => (StatusCode::OK, "success").into_response(),
         RouteKind::App | RouteKind::SuiteData => StatusCode::OK.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_window;
+
+    #[test]
+    fn timestamp_window_does_not_overflow() {
+        let now = 1_700_000_000;
+        assert!(within_window(now, now, 300));
+        assert!(within_window(now, now - 300, 300));
+        assert!(within_window(now, now + 300, 300));
+        assert!(!within_window(now, now + 301, 300));
+        assert!(!within_window(now, now - 301, 300));
+        // `(now - ts).abs()` wraps (release) or panics (debug) for these.
+        assert!(!within_window(now, i64::MIN, 300));
+        assert!(!within_window(now, now.wrapping_add(i64::MIN), 300));
+        assert!(!within_window(now, i64::MAX, 300));
+        assert!(!within_window(-1, i64::MAX, 300));
     }
 }
