@@ -80,6 +80,23 @@ fn seq_from_sql(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Creates `path` if missing, and makes it readable and writable by its owner only (0600).
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        open.mode(0o600);
+        let file = open.open(path)?;
+        // An existing file keeps its mode through open(): tighten it too.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    open.open(path)?;
+    Ok(())
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -97,8 +114,27 @@ impl StateStore {
             path: path.to_owned(),
             source,
         };
+        // It holds the suite_ticket, permanent codes and access tokens in clear: owner only,
+        // from the first byte (created here, before SQLite would create it with the umask).
+        owner_only(path).map_err(|e| StateError {
+            path: path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
         let conn = Connection::open(path).map_err(err)?;
-        Self::init(conn, path.to_owned())
+        let store = Self::init(conn, path.to_owned())?;
+        // SQLite gives -wal/-shm the main file's mode; set it anyway in case they predate it.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = PathBuf::from(side);
+            if side.exists() {
+                owner_only(&side).map_err(|e| StateError {
+                    path: side.clone(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+            }
+        }
+        Ok(store)
     }
 
     /// An in-memory database (tests, one-shot runs).
@@ -188,6 +224,30 @@ mod tests {
         assert_eq!(s.get_value("k").unwrap().as_deref(), Some("v"));
         assert_eq!(s.runs("ww1", 10).unwrap()[0].written, 40);
         assert_eq!(s.checkpoints().unwrap(), vec![("ww1".to_string(), 42)]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let s = StateStore::open(&path).unwrap();
+        s.put_value("k", "v").unwrap();
+        assert_eq!(mode(&path), 0o600, "state.sqlite");
+        for side in ["state.sqlite-wal", "state.sqlite-shm"] {
+            let p = dir.path().join(side);
+            assert!(p.exists(), "{side} exists in WAL mode");
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+        drop(s);
+        // A database created 0644 by an older version is tightened when opened.
+        let old = dir.path().join("old.sqlite");
+        drop(StateStore::open(&old).unwrap());
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(StateStore::open(&old).unwrap());
+        assert_eq!(mode(&old), 0o600, "old.sqlite");
     }
 
     /// The table and column names are the on-disk format: a database written by an older
