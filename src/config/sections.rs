@@ -79,7 +79,7 @@ pub struct CorpSection {
 /// timestamp_window_secs = 300      # reject callbacks whose timestamp is further off
 /// max_body_bytes = 65536           # larger bodies get 413 before any parsing
 /// dedupe_ttl_secs = 3600           # how long a delivery is remembered (WeCom retries 3 times)
-/// queue_capacity = 4096            # events accepted but not yet handled; full = 503
+/// queue_capacity = 4096            # events waiting to be stored; full = 503
 ///
 /// [callback.app]                   # self-built app: receiveid = [app] corpid
 /// path = "/callback/app"

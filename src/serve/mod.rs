@@ -310,7 +310,7 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
         scheduler.set_enabled(&a.corp_id, false);
     }
 
-    let (tx, rx) = mpsc::channel(cb.queue_capacity.max(1));
+    let (tx, rx) = mpsc::channel::<callback::Delivery>(cb.queue_capacity.max(1));
     let handler = Arc::new(EventHandler {
         state: state.clone(),
         scheduler: scheduler.clone(),

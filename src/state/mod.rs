@@ -39,7 +39,10 @@ pub use commits::{PendingCommit, Rename};
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
 pub use runs::RunRecord;
 pub use shared_state::SharedState;
-pub use wecom::{AuthCorp, StoredSuiteTickets, SUITE_TICKET_MAX_FUTURE_SECS};
+pub use wecom::{
+    AuthCorp, NewCallbackEvent, StoredCallbackEvent, StoredSuiteTickets,
+    SUITE_TICKET_MAX_FUTURE_SECS,
+};
 
 /// A failure of the state database.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +196,29 @@ impl StateStore {
         }
         Ok(r)
     }
+
+    /// Runs `f` inside one transaction that is committed only if `f` returns `Ok`: an error
+    /// rolls back everything `f` wrote.
+    pub fn try_transaction<R>(
+        &mut self,
+        f: impl FnOnce(&Self) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        let r = match f(self) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.err(e));
+        }
+        Ok(r)
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +305,7 @@ mod tests {
             tables,
             [
                 "auth_corp(corp_id,suite_id,corp_name,permanent_code,enabled,updated_at)",
+                "callback_event(id,dedupe_key,route,receiveid,payload,received_at,handled_at)",
                 "callback_seen(key,expires_at)",
                 "checkpoint(corp_id,last_seq,updated_at)",
                 "commit_journal(id,corp_id,last_seq,renames)",

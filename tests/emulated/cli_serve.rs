@@ -358,3 +358,69 @@ async fn serve_downloads_media_after_each_pull_when_configured() {
     );
     assert_eq!(statuses, BTreeSet::from(["done".to_owned()]));
 }
+
+/// Every callback answered 200 is durably stored before the answer: a SIGKILL right after the
+/// answers loses none, and the next start handles those not yet handled, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_answers_loses_no_event_and_handles_each_once() {
+    const N: i64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 10, 1000);
+    let db = dir.path().join("archive").join("state.sqlite");
+    let mut s = spawn(&cfg);
+    let app = CallbackSender::new(APP_TOKEN, APP_AES, &s.base);
+    let t0 = now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let app = app.clone();
+        set.spawn(async move {
+            let xml = msgaudit_notify_xml(SIM_CORP, t0 - 100 + i);
+            app.post(APP_PATH, SIM_CORP, &xml, now())
+                .await
+                .unwrap()
+                .status
+        });
+    }
+    let mut answered = 0;
+    while let Some(st) = set.join_next().await {
+        if st.unwrap() == 200 {
+            answered += 1;
+        }
+    }
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
+    s.child.wait().unwrap();
+    assert_eq!(
+        answered, N,
+        "every callback answered 200 while the database is free"
+    );
+
+    // Every answered event is on disk, once.
+    let rows = StateStore::open(&db).unwrap().callback_events().unwrap();
+    assert_eq!(rows.len() as i64, N, "{rows:?}");
+    let unhandled = rows.iter().filter(|r| r.handled_at.is_none()).count() as u64;
+
+    // The next start handles exactly those not handled before the kill.
+    let mut s = spawn(&cfg);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !StateStore::open(&db)
+        .unwrap()
+        .unhandled_callback_events()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "stored events never handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let handled_now = metric(
+        &s.base,
+        "wecom_archive_events_total{type=\"msgaudit_notify\"} ",
+    )
+    .await
+    .unwrap_or(0);
+    assert_eq!(handled_now, unhandled);
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    let rows = StateStore::open(&db).unwrap().callback_events().unwrap();
+    assert_eq!(rows.len() as i64, N);
+    assert!(rows.iter().all(|r| r.handled_at.is_some()), "{rows:?}");
+}

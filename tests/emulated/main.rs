@@ -10,3 +10,4 @@ mod cli_serve;
 mod cli_token;
 mod serve_callbacks;
 mod serve_load;
+mod serve_persist;

@@ -14,4 +14,7 @@ pub mod server;
 pub mod xml;
 
 pub use events::Event;
-pub use server::{CallbackServer, Endpoint, Inbound, KnownCorps, Limits, ReceiveIds, RouteKind};
+pub use server::{
+    CallbackServer, Delivery, Endpoint, Inbound, KnownCorps, Limits, ReceiveIds, Recorded,
+    RouteKind,
+};
