@@ -84,19 +84,31 @@ fn seq_from_sql(v: i64) -> u64 {
 }
 
 /// Creates `path` if missing, and makes it readable and writable by its owner only (0600).
+///
+/// An existing file is changed by path, never opened: closing any descriptor of a database
+/// file drops every POSIX lock this process holds on it, under another open connection.
 fn owner_only(path: &Path) -> std::io::Result<()> {
-    let mut open = std::fs::OpenOptions::new();
-    open.create(true).append(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        open.mode(0o600);
-        let file = open.open(path)?;
-        // An existing file keeps its mode through open(): tighten it too.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // New: no connection can have it open yet. The umask cannot widen 0600.
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
     }
     #[cfg(not(unix))]
-    open.open(path)?;
+    let _ = path;
     Ok(())
 }
 
