@@ -347,16 +347,13 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
     })?;
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = server.router();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "callback server stopped with an error");
-        }
-    });
+    let limits = callback::conn::ConnLimits {
+        header_read_timeout: Duration::from_secs(cb.header_read_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(cb.idle_timeout_secs.max(1)),
+        max_connections: cb.max_connections.max(1),
+        shutdown_grace: Duration::from_secs(cb.shutdown_grace_secs),
+    };
+    let http = tokio::spawn(callback::conn::serve(listener, app, limits, stopped));
 
     // The fallback poll: its first tick is immediate, so a restart catches up at once.
     let every = Duration::from_secs(config.fallback_poll_secs());
