@@ -2,15 +2,20 @@
 //! one [`Config`].
 //!
 //! ```text
-//!  WeCom ──POST──▶ callback::server ──bounded queue──▶ handler ──▶ state (tickets, corps, dedupe)
-//!                   (verify, decrypt,      │                  ├──▶ service API (permanent codes)
-//!                    parse, reply now)     │                  └──▶ scheduler ──▶ pipeline pulls
-//!                                          └── /metrics, /healthz        ▲
-//!                                                           fallback poll┘
+//!  WeCom ──POST──▶ callback::server ──bounded queue──▶ handler ──▶ state (event rows, dedupe)
+//!                   (verify, decrypt,  ◀── stored ───────┘    │  then, from the stored rows:
+//!                    parse; reply once │                      ├──▶ state (tickets, corps)
+//!                    the row is stored)│                      ├──▶ service API (permanent codes)
+//!                                      │                      └──▶ scheduler ──▶ pipeline pulls
+//!                                      └── /metrics, /healthz                   ▲
+//!                                                                  fallback poll┘
 //! ```
 //!
-//! [`start`] runs it on the current tokio runtime; [`Running::shutdown`] stops accepting,
-//! drains the queue, lets running pulls finish their batch and commit, and returns.
+//! Under the router, [`callback::conn`] serves the connections (header-read and idle timeouts,
+//! connection limit, bounded graceful shutdown).
+//!
+//! [`start`] runs it on the current tokio runtime (first handling the events stored but not
+//! handled before the last stop); [`Running::shutdown`] stops accepting, drains the queue, lets running pulls finish their batch and commit, and returns.
 
 pub mod callback;
 pub mod handler;
