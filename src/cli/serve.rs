@@ -27,6 +27,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
+        // Installed before the socket is bound: a signal just after "listening on" is graceful.
+        let mut signals = Signals::install().context("cannot install the signal handlers")?;
         let running = serve::start(
             config,
             Options {
@@ -37,11 +39,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await?;
         // On stdout for scripts and tests (the port may be OS-assigned).
         println!("listening on {}", running.addr());
-        wait_for_signal().await;
+        signals.next().await;
         tracing::info!("stopping: no new callbacks; running pulls finish their batch and commit");
         // A second signal exits at once.
-        tokio::spawn(async {
-            wait_for_signal().await;
+        tokio::spawn(async move {
+            signals.next().await;
             eprintln!("second signal: exiting without waiting");
             std::process::exit(130);
         });
@@ -51,17 +53,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT, registered when created (a signal that arrives before anyone waits is
+/// kept, not lost to the default action).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

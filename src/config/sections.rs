@@ -79,7 +79,11 @@ pub struct CorpSection {
 /// timestamp_window_secs = 300      # reject callbacks whose timestamp is further off
 /// max_body_bytes = 65536           # larger bodies get 413 before any parsing
 /// dedupe_ttl_secs = 3600           # how long a delivery is remembered (WeCom retries 3 times)
-/// queue_capacity = 4096            # events accepted but not yet handled; full = 503
+/// queue_capacity = 4096            # events waiting to be stored; full = 503
+/// header_read_timeout_secs = 10    # a request's headers must arrive within this (also an idle connection)
+/// idle_timeout_secs = 60           # a connection with no byte read or written for this long is closed
+/// max_connections = 512            # more wait in the listen backlog until one closes
+/// shutdown_grace_secs = 10         # on SIGTERM, requests in flight get this long to finish
 ///
 /// [callback.app]                   # self-built app: receiveid = [app] corpid
 /// path = "/callback/app"
@@ -112,6 +116,20 @@ pub struct CallbackSection {
     /// Capacity of the queue between the HTTP handlers and the event handler.
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
+    /// From the moment the server waits for a request (on a new or kept-alive connection)
+    /// until its headers are complete, seconds; a slower or silent client is disconnected.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// A connection with no byte read or written for this long is closed, seconds.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Most connections open at once; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// On shutdown, how long requests in flight may take to finish, seconds (idle connections
+    /// are closed at once).
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
     /// The self-built app's receive URL.
     pub app: Option<AppCallback>,
     /// The suite's command and data URLs.
@@ -200,6 +218,18 @@ fn default_dedupe_ttl() -> i64 {
 }
 fn default_queue() -> usize {
     4096
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    512
+}
+fn default_shutdown_grace() -> u64 {
+    10
 }
 fn default_app_path() -> String {
     "/callback/app".into()

@@ -1,11 +1,19 @@
-//! The event handler: takes accepted callbacks off the queue, drops WeCom's retries (persisted
-//! dedupe keys, one transaction per batch), and acts on each event.
+//! The event handler: records queued callbacks durably before they are answered, then acts
+//! on each from its stored row.
 //!
-//! Tickets are stored in the same transaction as the dedupe keys (order does not matter: the
-//! newest `TimeStamp` wins). Authorization changes (`create_auth`, `reset_permanent_code`,
-//! `change_auth`, `cancel_auth`) go to one worker that applies them **in arrival order**, so a
-//! slow permanent-code exchange can neither hold up the queue nor land after a later
-//! `cancel_auth` and re-enable the corp. Pull requests go to the [`Scheduler`].
+//! A batch off the queue is recorded in one transaction of the state database (dedupe key
+//! claimed, event row inserted: one fsync per batch); only then is each request told how to
+//! answer (a retry of a recorded event is answered but not handled again). If the batch
+//! cannot be committed every request in it answers 503 and WeCom retries. Handling runs from
+//! the stored rows and marks each handled in the same database, so events answered but not
+//! handled before a crash are handled at the next start ([`EventHandler::run`]).
+//!
+//! Tickets are stored and their rows marked handled in one transaction (the newest
+//! `TimeStamp` wins, so order does not matter). Authorization changes (`create_auth`,
+//! `reset_permanent_code`, `change_auth`, `cancel_auth`) go to one worker that applies them
+//! **in arrival order**, so a slow permanent-code exchange can neither hold up the queue nor
+//! land after a later `cancel_auth` and re-enable the corp. Pull requests go to the
+//! [`Scheduler`].
 
 use std::sync::Arc;
 
@@ -14,12 +22,12 @@ use tokio::sync::mpsc;
 use crate::api::service::Service;
 use crate::clock::Clock;
 use crate::secret::Secret;
-use crate::serve::callback::{Event, Inbound, KnownCorps};
+use crate::serve::callback::{xml, Delivery, Event, Inbound, KnownCorps, Recorded, RouteKind};
 use crate::serve::metrics::Metrics;
 use crate::serve::scheduler::{Requested, Scheduler};
-use crate::state::{SharedState, StateStore};
+use crate::state::{NewCallbackEvent, SharedState, StateStore, SUITE_TICKET_MAX_FUTURE_SECS};
 
-/// Most events taken off the queue (and deduplicated in one transaction) at once.
+/// Most events taken off the queue (and recorded in one transaction) at once.
 const BATCH: usize = 256;
 
 /// Acts on accepted callback events.
@@ -73,48 +81,192 @@ enum AuthOp {
 }
 
 impl EventHandler {
-    /// Runs until the queue is closed and drained, then waits for the authorization changes
-    /// already accepted.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Inbound>) {
+    /// First handles the events recorded but not handled before a crash, then records and
+    /// handles deliveries until the queue is closed and drained; then waits for the
+    /// authorization changes already recorded.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Delivery>) {
         let (auth_tx, auth_rx) = mpsc::unbounded_channel();
         let worker = tokio::spawn(self.clone().auth_worker(auth_rx));
+        self.recover(&auth_tx).await;
         let mut buf = Vec::with_capacity(BATCH);
         loop {
             if rx.recv_many(&mut buf, BATCH).await == 0 {
                 break;
             }
             self.metrics.set_queue_depth(rx.len());
-            let batch = std::mem::take(&mut buf);
+            let (inbounds, replies): (Vec<Inbound>, Vec<_>) = std::mem::take(&mut buf)
+                .into_iter()
+                .map(|d| (d.inbound, d.reply))
+                .unzip();
             let this = self.clone();
-            let nexts = match tokio::task::spawn_blocking(move || this.apply(batch)).await {
-                Ok(n) => n,
+            let recorded = tokio::task::spawn_blocking(move || {
+                let ids = this.record(&inbounds);
+                (inbounds, ids)
+            })
+            .await;
+            let (inbounds, ids) = match recorded {
+                Ok((inbounds, Ok(ids))) => (inbounds, ids),
+                Ok((_, Err(e))) => {
+                    tracing::error!(error = %e, events = replies.len(), "cannot store callback events; answering 503 so WeCom retries");
+                    for r in replies {
+                        let _ = r.send(Recorded::Failed);
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "event batch failed");
+                    tracing::error!(error = %e, "storing callback events failed; answering 503 so WeCom retries");
+                    for r in replies {
+                        let _ = r.send(Recorded::Failed);
+                    }
                     continue;
                 }
             };
-            for next in nexts {
-                match next {
-                    Next::Nothing => {}
-                    Next::Pull(corp) => {
-                        if self.scheduler.request(&corp) == Requested::Ignored {
-                            tracing::info!(corp = %corp, "msgaudit_notify for a corp that is not pulled (unknown, disabled or stopping)");
-                        }
-                    }
-                    // Unbounded, but fed only by authenticated, deduplicated auth events.
-                    Next::Auth(op) => {
-                        let _ = auth_tx.send(op);
-                    }
+            let mut fresh = Vec::new();
+            for ((inbound, id), reply) in inbounds.into_iter().zip(ids).zip(replies) {
+                let _ = reply.send(match id {
+                    Some(_) => Recorded::New,
+                    None => Recorded::Duplicate,
+                });
+                if let Some(id) = id {
+                    fresh.push((id, inbound));
                 }
             }
+            self.handle(fresh, &auth_tx).await;
         }
         self.metrics.set_queue_depth(0);
         drop(auth_tx);
         let _ = worker.await;
     }
 
-    async fn auth_worker(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<AuthOp>) {
-        while let Some(op) = rx.recv().await {
+    /// Records a batch durably (one transaction): the row id of each new event, `None` for a
+    /// retry.
+    fn record(&self, batch: &[Inbound]) -> Result<Vec<Option<i64>>, crate::state::StateError> {
+        let rows: Vec<NewCallbackEvent<'_>> = batch
+            .iter()
+            .map(|i| NewCallbackEvent {
+                dedupe_key: &i.dedupe_key,
+                route: i.route.as_str(),
+                receiveid: &i.receiveid,
+                payload: &i.plaintext,
+            })
+            .collect();
+        let now = self.clock.now_unix();
+        self.state
+            .lock()
+            .record_callback_events(&rows, now, self.dedupe_ttl_secs)
+    }
+
+    /// Handles the events recorded but not handled by an earlier run (it crashed after
+    /// answering them).
+    async fn recover(self: &Arc<Self>, auth_tx: &mpsc::UnboundedSender<(i64, AuthOp)>) {
+        let state = self.state.clone();
+        let rows =
+            match tokio::task::spawn_blocking(move || state.lock().unhandled_callback_events())
+                .await
+            {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the unhandled callback events");
+                    return;
+                }
+                Err(_) => return,
+            };
+        if rows.is_empty() {
+            return;
+        }
+        tracing::info!(
+            events = rows.len(),
+            "handling callback events stored but not handled before the last stop"
+        );
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in rows {
+            let event = xml::parse(row.payload.expose())
+                .map_err(|e| e.to_string())
+                .and_then(|f| Event::parse(&f, &row.receiveid).map_err(|e| e.to_string()));
+            match event {
+                Ok(event) => batch.push((
+                    row.id,
+                    Inbound {
+                        route: RouteKind::App,
+                        receiveid: row.receiveid,
+                        dedupe_key: row.dedupe_key,
+                        event,
+                        plaintext: String::new(),
+                    },
+                )),
+                Err(e) => {
+                    tracing::error!(id = row.id, route = %row.route, error = %e, "stored callback event cannot be parsed; skipped");
+                    let _ = self
+                        .state
+                        .lock()
+                        .mark_callback_handled(row.id, self.clock.now_unix());
+                }
+            }
+        }
+        for chunk in batch.chunks(BATCH) {
+            self.handle(chunk.to_vec(), auth_tx).await;
+        }
+    }
+
+    /// Handles recorded events: tickets are stored and their rows marked handled in one
+    /// transaction; notifies are marked handled and their pulls requested; authorization
+    /// changes go to the worker, which marks each handled when it is done.
+    async fn handle(
+        self: &Arc<Self>,
+        events: Vec<(i64, Inbound)>,
+        auth_tx: &mpsc::UnboundedSender<(i64, AuthOp)>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut store = this.state.lock();
+            let now = this.clock.now_unix();
+            store.try_transaction(|store| {
+                let mut nexts = Vec::with_capacity(events.len());
+                for (id, inbound) in events {
+                    let kind = inbound.event.kind().to_owned();
+                    let next = this.apply_one(store, inbound, now)?;
+                    if !matches!(next, Next::Auth(_)) {
+                        store.mark_callback_handled(id, now)?;
+                    }
+                    nexts.push((id, kind, next));
+                }
+                Ok(nexts)
+            })
+        })
+        .await;
+        let nexts = match applied {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot handle stored callback events; they stay stored and are handled at the next start");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "handling stored callback events failed; they are handled at the next start");
+                return;
+            }
+        };
+        for (id, kind, next) in nexts {
+            self.metrics.event(&kind);
+            match next {
+                Next::Nothing => {}
+                Next::Pull(corp) => {
+                    if self.scheduler.request(&corp) == Requested::Ignored {
+                        tracing::info!(corp = %corp, "msgaudit_notify for a corp that is not pulled (unknown, disabled or stopping)");
+                    }
+                }
+                // Unbounded, but fed only by authenticated, deduplicated auth events.
+                Next::Auth(op) => {
+                    let _ = auth_tx.send((id, op));
+                }
+            }
+        }
+    }
+
+    async fn auth_worker(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(i64, AuthOp)>) {
+        while let Some((id, op)) = rx.recv().await {
             match op {
                 AuthOp::Disable { suite_id, corp_id } => self.cancel_auth(suite_id, corp_id).await,
                 AuthOp::Exchange {
@@ -125,6 +277,15 @@ impl EventHandler {
                 AuthOp::ChangeAuth { suite_id, corp_id } => {
                     self.change_auth(suite_id, corp_id).await
                 }
+            }
+            // Done (or failed for good, logged): not again after a restart.
+            let state = self.state.clone();
+            let now = self.clock.now_unix();
+            let marked =
+                tokio::task::spawn_blocking(move || state.lock().mark_callback_handled(id, now))
+                    .await;
+            if let Ok(Err(e)) = marked {
+                tracing::error!(id, error = %e, "cannot mark an authorization event handled; it is handled again at the next start");
             }
         }
     }
@@ -152,53 +313,25 @@ impl EventHandler {
         self.scheduler.set_enabled(corp, false);
     }
 
-    /// Dedupes a batch and makes its quick state changes, in one transaction of the state
-    /// database (one fsync per batch, however many callbacks it holds).
-    fn apply(&self, batch: Vec<Inbound>) -> Vec<Next> {
-        let mut store = self.state.lock();
-        let now = self.clock.now_unix();
-        let done = store.in_transaction(|store| {
-            let keys: Vec<&str> = batch.iter().map(|i| i.dedupe_key.as_str()).collect();
-            let fresh = store
-                .claim_callback_keys(&keys, now, self.dedupe_ttl_secs)
-                .unwrap_or_else(|e| {
-                    // At least once beats never: without the dedupe table, handle everything.
-                    tracing::error!(error = %e, "cannot record callback dedupe keys; handling the batch anyway");
-                    vec![true; keys.len()]
-                });
-            batch
-                .into_iter()
-                .zip(fresh)
-                .filter_map(|(inbound, fresh)| self.apply_one(store, inbound, fresh))
-                .collect::<Vec<_>>()
-        });
-        done.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot commit a batch of callback events");
-            Vec::new()
-        })
-    }
-
-    fn apply_one(&self, store: &StateStore, inbound: Inbound, fresh: bool) -> Option<Next> {
-        let kind = inbound.event.kind().to_owned();
-        if !fresh {
-            self.metrics.callback("duplicate");
-            tracing::info!(event = %kind, receiveid = %inbound.receiveid, "duplicate delivery (WeCom retry) ignored");
-            return None;
-        }
-        self.metrics.event(&kind);
-        Some(match inbound.event {
+    fn apply_one(
+        &self,
+        store: &StateStore,
+        inbound: Inbound,
+        now: i64,
+    ) -> Result<Next, crate::state::StateError> {
+        Ok(match inbound.event {
             Event::SuiteTicket {
                 suite_id,
                 ticket,
                 timestamp,
             } => {
-                match store.offer_suite_ticket(&suite_id, &ticket, timestamp) {
-                    Ok(true) => tracing::info!(suite = %suite_id, timestamp, "suite_ticket stored"),
-                    Ok(false) => {
-                        tracing::info!(suite = %suite_id, timestamp, "older suite_ticket ignored (a newer one is stored)")
+                match store.offer_suite_ticket(&suite_id, &ticket, timestamp, now)? {
+                    true => tracing::info!(suite = %suite_id, timestamp, "suite_ticket stored"),
+                    false if timestamp > now.saturating_add(SUITE_TICKET_MAX_FUTURE_SECS) => {
+                        tracing::warn!(suite = %suite_id, timestamp, now, "suite_ticket with a TimeStamp far in the future refused")
                     }
-                    Err(e) => {
-                        tracing::error!(suite = %suite_id, error = %e, "cannot store the suite_ticket")
+                    false => {
+                        tracing::info!(suite = %suite_id, timestamp, "older suite_ticket ignored (a newer one is stored)")
                     }
                 }
                 Next::Nothing

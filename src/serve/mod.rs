@@ -2,15 +2,20 @@
 //! one [`Config`].
 //!
 //! ```text
-//!  WeCom ──POST──▶ callback::server ──bounded queue──▶ handler ──▶ state (tickets, corps, dedupe)
-//!                   (verify, decrypt,      │                  ├──▶ service API (permanent codes)
-//!                    parse, reply now)     │                  └──▶ scheduler ──▶ pipeline pulls
-//!                                          └── /metrics, /healthz        ▲
-//!                                                           fallback poll┘
+//!  WeCom ──POST──▶ callback::server ──bounded queue──▶ handler ──▶ state (event rows, dedupe)
+//!                   (verify, decrypt,  ◀── stored ───────┘    │  then, from the stored rows:
+//!                    parse; reply once │                      ├──▶ state (tickets, corps)
+//!                    the row is stored)│                      ├──▶ service API (permanent codes)
+//!                                      │                      └──▶ scheduler ──▶ pipeline pulls
+//!                                      └── /metrics, /healthz                   ▲
+//!                                                                  fallback poll┘
 //! ```
 //!
-//! [`start`] runs it on the current tokio runtime; [`Running::shutdown`] stops accepting,
-//! drains the queue, lets running pulls finish their batch and commit, and returns.
+//! Under the router, [`callback::conn`] serves the connections (header-read and idle timeouts,
+//! connection limit, bounded graceful shutdown).
+//!
+//! [`start`] runs it on the current tokio runtime (first handling the events stored but not
+//! handled before the last stop); [`Running::shutdown`] stops accepting, drains the queue, lets running pulls finish their batch and commit, and returns.
 
 pub mod callback;
 pub mod handler;
@@ -310,7 +315,7 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
         scheduler.set_enabled(&a.corp_id, false);
     }
 
-    let (tx, rx) = mpsc::channel(cb.queue_capacity.max(1));
+    let (tx, rx) = mpsc::channel::<callback::Delivery>(cb.queue_capacity.max(1));
     let handler = Arc::new(EventHandler {
         state: state.clone(),
         scheduler: scheduler.clone(),
@@ -347,16 +352,13 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
     })?;
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = server.router();
-    let http = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "callback server stopped with an error");
-        }
-    });
+    let limits = callback::conn::ConnLimits {
+        header_read_timeout: Duration::from_secs(cb.header_read_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(cb.idle_timeout_secs.max(1)),
+        max_connections: cb.max_connections.max(1),
+        shutdown_grace: Duration::from_secs(cb.shutdown_grace_secs),
+    };
+    let http = tokio::spawn(callback::conn::serve(listener, app, limits, stopped));
 
     // The fallback poll: its first tick is immediate, so a restart catches up at once.
     let every = Duration::from_secs(config.fallback_poll_secs());

@@ -39,7 +39,10 @@ pub use commits::{PendingCommit, Rename};
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
 pub use runs::RunRecord;
 pub use shared_state::SharedState;
-pub use wecom::{AuthCorp, StoredSuiteTickets};
+pub use wecom::{
+    AuthCorp, NewCallbackEvent, StoredCallbackEvent, StoredSuiteTickets,
+    SUITE_TICKET_MAX_FUTURE_SECS,
+};
 
 /// A failure of the state database.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,35 @@ fn seq_from_sql(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Creates `path` if missing, and makes it readable and writable by its owner only (0600).
+///
+/// An existing file is changed by path, never opened: closing any descriptor of a database
+/// file drops every POSIX lock this process holds on it, under another open connection.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // New: no connection can have it open yet. The umask cannot widen 0600.
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -97,8 +129,27 @@ impl StateStore {
             path: path.to_owned(),
             source,
         };
+        // It holds the suite_ticket, permanent codes and access tokens in clear: owner only,
+        // from the first byte (created here, before SQLite would create it with the umask).
+        owner_only(path).map_err(|e| StateError {
+            path: path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
         let conn = Connection::open(path).map_err(err)?;
-        Self::init(conn, path.to_owned())
+        let store = Self::init(conn, path.to_owned())?;
+        // SQLite gives -wal/-shm the main file's mode; set it anyway in case they predate it.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = PathBuf::from(side);
+            if side.exists() {
+                owner_only(&side).map_err(|e| StateError {
+                    path: side.clone(),
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                })?;
+            }
+        }
+        Ok(store)
     }
 
     /// An in-memory database (tests, one-shot runs).
@@ -157,6 +208,29 @@ impl StateStore {
         }
         Ok(r)
     }
+
+    /// Runs `f` inside one transaction that is committed only if `f` returns `Ok`: an error
+    /// rolls back everything `f` wrote.
+    pub fn try_transaction<R>(
+        &mut self,
+        f: impl FnOnce(&Self) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        let r = match f(self) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(self.err(e));
+        }
+        Ok(r)
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +264,30 @@ mod tests {
         assert_eq!(s.checkpoints().unwrap(), vec![("ww1".to_string(), 42)]);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn state_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let s = StateStore::open(&path).unwrap();
+        s.put_value("k", "v").unwrap();
+        assert_eq!(mode(&path), 0o600, "state.sqlite");
+        for side in ["state.sqlite-wal", "state.sqlite-shm"] {
+            let p = dir.path().join(side);
+            assert!(p.exists(), "{side} exists in WAL mode");
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+        drop(s);
+        // A database created 0644 by an older version is tightened when opened.
+        let old = dir.path().join("old.sqlite");
+        drop(StateStore::open(&old).unwrap());
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(StateStore::open(&old).unwrap());
+        assert_eq!(mode(&old), 0o600, "old.sqlite");
+    }
+
     /// The table and column names are the on-disk format: a database written by an older
     /// version must keep opening, so this list only ever grows.
     #[test]
@@ -219,6 +317,7 @@ mod tests {
             tables,
             [
                 "auth_corp(corp_id,suite_id,corp_name,permanent_code,enabled,updated_at)",
+                "callback_event(id,dedupe_key,route,receiveid,payload,received_at,handled_at)",
                 "callback_seen(key,expires_at)",
                 "checkpoint(corp_id,last_seq,updated_at)",
                 "commit_journal(id,corp_id,last_seq,renames)",

@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS callback_seen (
     key        TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS callback_event (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedupe_key  TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    receiveid   TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    handled_at  INTEGER
+);
+CREATE INDEX IF NOT EXISTS callback_event_unhandled ON callback_event (id) WHERE handled_at IS NULL;
 CREATE TABLE IF NOT EXISTS token (
     key        TEXT PRIMARY KEY,
     value      TEXT NOT NULL,
@@ -61,7 +71,128 @@ pub struct AuthCorp {
     pub updated_at: i64,
 }
 
+/// A received callback to record ([`StateStore::record_callback_events`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewCallbackEvent<'a> {
+    /// Dedupe key (WeCom retries carry the same plaintext).
+    pub dedupe_key: &'a str,
+    /// Which URL it came to (`app`, `suite_command`, `suite_data`).
+    pub route: &'a str,
+    /// The authenticated receiveid.
+    pub receiveid: &'a str,
+    /// The decrypted plaintext (may hold an auth code or ticket: the file is 0600).
+    pub payload: &'a str,
+}
+
+/// A recorded callback event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCallbackEvent {
+    /// Row id, in arrival order.
+    pub id: i64,
+    /// Dedupe key.
+    pub dedupe_key: String,
+    /// Which URL it came to.
+    pub route: String,
+    /// The authenticated receiveid.
+    pub receiveid: String,
+    /// The decrypted plaintext.
+    pub payload: Secret,
+    /// Unix seconds it was recorded.
+    pub received_at: i64,
+    /// Unix seconds it was handled; `None` while it still has to be.
+    pub handled_at: Option<i64>,
+}
+
 impl StateStore {
+    /// Records a batch of received callbacks durably, in one transaction (one fsync): for
+    /// each, `Some(row id)` if it is new, `None` if its dedupe key was seen within `ttl_secs`
+    /// (a WeCom retry, not recorded again). All or nothing: on `Err` nothing was recorded or
+    /// claimed, so a retry of any of them is new. Handled rows older than `ttl_secs` are
+    /// purged on the way.
+    pub fn record_callback_events(
+        &mut self,
+        events: &[NewCallbackEvent<'_>],
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<Vec<Option<i64>>, StateError> {
+        self.try_transaction(|store| {
+            let keys: Vec<&str> = events.iter().map(|e| e.dedupe_key).collect();
+            let fresh = store.claim_callback_keys(&keys, now, ttl_secs)?;
+            store
+                .conn
+                .execute(
+                    "DELETE FROM callback_event WHERE handled_at IS NOT NULL AND handled_at <= ?1",
+                    [now.saturating_sub(ttl_secs)],
+                )
+                .map_err(|e| store.err(e))?;
+            let mut insert = store
+                .conn
+                .prepare_cached(
+                    "INSERT INTO callback_event (dedupe_key, route, receiveid, payload, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| store.err(e))?;
+            let mut out = Vec::with_capacity(events.len());
+            for (e, fresh) in events.iter().zip(fresh) {
+                if !fresh {
+                    out.push(None);
+                    continue;
+                }
+                insert
+                    .execute(params![e.dedupe_key, e.route, e.receiveid, e.payload, now])
+                    .map_err(|e| store.err(e))?;
+                out.push(Some(store.conn.last_insert_rowid()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Marks a recorded callback handled.
+    pub fn mark_callback_handled(&self, id: i64, now: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE callback_event SET handled_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The recorded callbacks not yet handled, in arrival order (handled at start after a
+    /// crash).
+    pub fn unhandled_callback_events(&self) -> Result<Vec<StoredCallbackEvent>, StateError> {
+        self.callback_events_where("WHERE handled_at IS NULL")
+    }
+
+    /// Every recorded callback still kept, in arrival order.
+    pub fn callback_events(&self) -> Result<Vec<StoredCallbackEvent>, StateError> {
+        self.callback_events_where("")
+    }
+
+    fn callback_events_where(&self, filter: &str) -> Result<Vec<StoredCallbackEvent>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, dedupe_key, route, receiveid, payload, received_at, handled_at
+                 FROM callback_event {filter} ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredCallbackEvent {
+                    id: r.get(0)?,
+                    dedupe_key: r.get(1)?,
+                    route: r.get(2)?,
+                    receiveid: r.get(3)?,
+                    payload: Secret::new(r.get::<_, String>(4)?),
+                    received_at: r.get(5)?,
+                    handled_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// A small named value (tokens, tickets and other state of the WeCom-facing side).
     pub fn get_value(&self, key: &str) -> Result<Option<String>, StateError> {
         self.conn
@@ -84,20 +215,36 @@ impl StateStore {
 
     /// Offers a pushed `suite_ticket`: stored only if its push `TimeStamp` is newer than the
     /// stored one (pushes may arrive out of order, WxJava#1991). Returns whether it was stored.
+    ///
+    /// A `TimeStamp` more than [`SUITE_TICKET_MAX_FUTURE_SECS`] after `now` is refused: stored,
+    /// it would win over every later push and never expire. A stored one from that far in the
+    /// future (written before this check) is replaced by any push.
     pub fn offer_suite_ticket(
         &self,
         suite_id: &str,
         ticket: &Secret,
         timestamp: i64,
+        now: i64,
     ) -> Result<bool, StateError> {
+        let latest_plausible = now.saturating_add(SUITE_TICKET_MAX_FUTURE_SECS);
+        if timestamp > latest_plausible {
+            return Ok(false);
+        }
         // One statement, so two concurrent offers cannot both pass a read-then-write check.
         self.conn
             .execute(
                 "INSERT INTO suite_ticket (suite_id, ticket, timestamp, received_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(suite_id) DO UPDATE SET ticket = ?2, timestamp = ?3, received_at = ?4
-                 WHERE excluded.timestamp > suite_ticket.timestamp",
-                params![suite_id, ticket.expose(), timestamp, now_unix()],
+                 WHERE excluded.timestamp > suite_ticket.timestamp
+                    OR suite_ticket.timestamp > ?5",
+                params![
+                    suite_id,
+                    ticket.expose(),
+                    timestamp,
+                    now_unix(),
+                    latest_plausible
+                ],
             )
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
@@ -325,9 +472,19 @@ impl SuiteTicketSource for StoredSuiteTickets {
         };
         let now = self.clock.now_unix();
         stored
-            .filter(|(_, ts)| now - ts < SUITE_TICKET_TTL_SECS)
+            .filter(|(_, ts)| suite_ticket_valid(now, *ts))
             .map(|(t, _)| t)
     }
+}
+
+/// How far after now a `suite_ticket`'s push `TimeStamp` may be (clock skew) and still count.
+pub const SUITE_TICKET_MAX_FUTURE_SECS: i64 = 300;
+
+/// Whether a ticket pushed at `ts` is valid at `now`: younger than [`SUITE_TICKET_TTL_SECS`]
+/// and not from the absurd future. Saturating, so no `ts` wraps into validity.
+fn suite_ticket_valid(now: i64, ts: i64) -> bool {
+    ts <= now.saturating_add(SUITE_TICKET_MAX_FUTURE_SECS)
+        && now.saturating_sub(ts) < SUITE_TICKET_TTL_SECS
 }
 
 #[cfg(test)]
@@ -339,14 +496,62 @@ mod tests {
     fn suite_ticket_keeps_the_newest_push() {
         let s = StateStore::open_in_memory().unwrap();
         assert!(s.suite_ticket("ws").unwrap().is_none());
-        assert!(s.offer_suite_ticket("ws", &Secret::new("t2"), 200).unwrap());
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
+            .unwrap());
         // An older push arriving late is ignored, so is a replay of the same push.
-        assert!(!s.offer_suite_ticket("ws", &Secret::new("t1"), 100).unwrap());
-        assert!(!s.offer_suite_ticket("ws", &Secret::new("t2"), 200).unwrap());
-        assert!(s.offer_suite_ticket("ws", &Secret::new("t3"), 300).unwrap());
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("t1"), 100, 300)
+            .unwrap());
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
+            .unwrap());
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t3"), 300, 300)
+            .unwrap());
         let (t, ts) = s.suite_ticket("ws").unwrap().unwrap();
         assert_eq!((t.expose(), ts), ("t3", 300));
         assert!(s.suite_ticket("other").unwrap().is_none());
+    }
+
+    #[test]
+    fn suite_ticket_from_the_far_future_is_refused_and_never_kept_forever() {
+        let now = 1_700_000_000;
+        let s = StateStore::open_in_memory().unwrap();
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t1"), now, now)
+            .unwrap());
+        // Stored, i64::MAX would win over every later push and never expire.
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("evil"), i64::MAX, now)
+            .unwrap());
+        assert!(!s
+            .offer_suite_ticket("ws", &Secret::new("evil"), now + 301, now)
+            .unwrap());
+        assert_eq!(s.suite_ticket("ws").unwrap().unwrap().1, now);
+        // Within the skew it is a normal push.
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t2"), now + 300, now)
+            .unwrap());
+        // A far-future row already on disk (written before the check) is replaced.
+        s.conn
+            .execute("UPDATE suite_ticket SET timestamp = ?1", [i64::MAX])
+            .unwrap();
+        assert!(s
+            .offer_suite_ticket("ws", &Secret::new("t3"), now + 10, now)
+            .unwrap());
+        assert_eq!(s.suite_ticket("ws").unwrap().unwrap().0.expose(), "t3");
+    }
+
+    #[test]
+    fn stored_ticket_validity_does_not_overflow() {
+        let now = 1_700_000_000;
+        assert!(suite_ticket_valid(now, now));
+        assert!(suite_ticket_valid(now, now + 300));
+        assert!(!suite_ticket_valid(now, now - SUITE_TICKET_TTL_SECS));
+        assert!(!suite_ticket_valid(now, i64::MAX));
+        assert!(!suite_ticket_valid(now, i64::MIN));
+        assert!(!suite_ticket_valid(now, now + 301));
     }
 
     #[test]
@@ -384,6 +589,57 @@ mod tests {
     }
 
     #[test]
+    fn callback_events_are_recorded_once_and_marked_handled() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        let ev = |k| NewCallbackEvent {
+            dedupe_key: k,
+            route: "app",
+            receiveid: "ww1",
+            payload: "<xml/>",
+        };
+        let ids = s
+            .record_callback_events(&[ev("a"), ev("b"), ev("a")], 1000, 60)
+            .unwrap();
+        assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
+        assert_eq!(
+            s.record_callback_events(&[ev("b")], 1001, 60).unwrap(),
+            [None]
+        );
+        assert_eq!(s.unhandled_callback_events().unwrap().len(), 2);
+        s.mark_callback_handled(ids[0].unwrap(), 1002).unwrap();
+        let left = s.unhandled_callback_events().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].id, left[0].dedupe_key.as_str()),
+            (ids[1].unwrap(), "b")
+        );
+        // Handled rows are purged once their dedupe key has expired.
+        s.record_callback_events(&[], 1062, 60).unwrap();
+        assert_eq!(s.callback_events().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_record_claims_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut s = StateStore::open(&path).unwrap();
+        s.conn
+            .busy_timeout(std::time::Duration::from_millis(10))
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let ev = NewCallbackEvent {
+            dedupe_key: "k",
+            route: "app",
+            receiveid: "ww1",
+            payload: "<xml/>",
+        };
+        assert!(s.record_callback_events(&[ev], 1000, 60).is_err());
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(s.record_callback_events(&[ev], 1000, 60).unwrap()[0].is_some());
+    }
+
+    #[test]
     fn tokens_keep_the_later_expiry_and_remove_only_the_rejected_one() {
         let s = StateStore::open_in_memory().unwrap();
         s.save_token("k", &Secret::new("new"), 200).unwrap();
@@ -403,7 +659,7 @@ mod tests {
         assert!(tickets.latest("ws").is_none());
         state
             .lock()
-            .offer_suite_ticket("ws", &Secret::new("t"), 10_000)
+            .offer_suite_ticket("ws", &Secret::new("t"), 10_000, 10_000)
             .unwrap();
         assert_eq!(tickets.latest("ws").unwrap().expose(), "t");
         clock.advance(SUITE_TICKET_TTL_SECS);

@@ -16,13 +16,22 @@ use wecom_archive::state::StateStore;
 const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
 
 fn write_config(dir: &Path, sim_messages: u64, commit_every: u64) -> std::path::PathBuf {
+    write_config_with(dir, sim_messages, commit_every, "")
+}
+
+fn write_config_with(
+    dir: &Path,
+    sim_messages: u64,
+    commit_every: u64,
+    callback_extra: &str,
+) -> std::path::PathBuf {
     std::fs::write(dir.join("app.token"), format!("{APP_TOKEN}\n")).unwrap();
     std::fs::write(dir.join("app.aes"), format!("{APP_AES}\n")).unwrap();
     let text = format!(
         "out = \"archive\"\ntimezone = \"UTC\"\npoll_interval_secs = 3600\n\n\
          [app]\ncorpid = \"{SIM_CORP}\"\n\n\
          [serve]\ncommit_every = {commit_every}\n\n\
-         [callback]\nlisten = \"127.0.0.1:0\"\n\n\
+         [callback]\nlisten = \"127.0.0.1:0\"\n{callback_extra}\n\n\
          [callback.app]\ntoken_file = \"app.token\"\naes_key_file = \"app.aes\"\n\n\
          [[corp]]\ncorp_id = \"{SIM_CORP}\"\nsource = \"sim\"\nsim_messages = {sim_messages}\n"
     );
@@ -42,14 +51,34 @@ fn spawn(cfg: &Path) -> Served {
 }
 
 fn spawn_with_log(cfg: &Path, log: &str) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
+    spawn_limited(cfg, log, None)
+}
+
+/// Spawns `serve`, with at most `max_files` open file handles when given.
+fn spawn_limited(cfg: &Path, log: &str, max_files: Option<u64>) -> Served {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
         .arg(cfg)
         .env("WECOM_ARCHIVE_LOG", log)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(n) = max_files {
+        use std::os::unix::process::CommandExt;
+        // Only setrlimit between fork and exec (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(stdout)
@@ -357,4 +386,138 @@ async fn serve_downloads_media_after_each_pull_when_configured() {
         "only {rows} media references in 400 simulated messages"
     );
     assert_eq!(statuses, BTreeSet::from(["done".to_owned()]));
+}
+
+/// Every callback answered 200 is durably stored before the answer: a SIGKILL right after the
+/// answers loses none, and the next start handles those not yet handled, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_answers_loses_no_event_and_handles_each_once() {
+    const N: i64 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 10, 1000);
+    let db = dir.path().join("archive").join("state.sqlite");
+    let mut s = spawn(&cfg);
+    let app = CallbackSender::new(APP_TOKEN, APP_AES, &s.base);
+    let t0 = now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let app = app.clone();
+        set.spawn(async move {
+            let xml = msgaudit_notify_xml(SIM_CORP, t0 - 100 + i);
+            app.post(APP_PATH, SIM_CORP, &xml, now())
+                .await
+                .unwrap()
+                .status
+        });
+    }
+    let mut answered = 0;
+    while let Some(st) = set.join_next().await {
+        if st.unwrap() == 200 {
+            answered += 1;
+        }
+    }
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGKILL) };
+    s.child.wait().unwrap();
+    assert_eq!(
+        answered, N,
+        "every callback answered 200 while the database is free"
+    );
+
+    // Every answered event is on disk, once.
+    let rows = StateStore::open(&db).unwrap().callback_events().unwrap();
+    assert_eq!(rows.len() as i64, N, "{rows:?}");
+    let unhandled = rows.iter().filter(|r| r.handled_at.is_none()).count() as u64;
+
+    // The next start handles exactly those not handled before the kill.
+    let mut s = spawn(&cfg);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !StateStore::open(&db)
+        .unwrap()
+        .unhandled_callback_events()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "stored events never handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let handled_now = metric(
+        &s.base,
+        "wecom_archive_events_total{type=\"msgaudit_notify\"} ",
+    )
+    .await
+    .unwrap_or(0);
+    assert_eq!(handled_now, unhandled);
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    let rows = StateStore::open(&db).unwrap().callback_events().unwrap();
+    assert_eq!(rows.len() as i64, N);
+    assert!(rows.iter().all(|r| r.handled_at.is_some()), "{rows:?}");
+}
+
+/// A flood of half-open connections cannot use up the file handles: with 150 held against a
+/// process allowed 128, `/healthz` still answers (the connection limit keeps the rest in the
+/// backlog and the header timeout frees slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_half_open_connections_exceed_the_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config_with(
+        dir.path(),
+        10,
+        1000,
+        "header_read_timeout_secs = 2\nmax_connections = 32",
+    );
+    let mut s = spawn_limited(&cfg, "info", Some(128));
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..150 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .expect("/healthz answers while half-open connections are held");
+    assert_eq!(r.status(), 200);
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    drop(held);
+}
+
+/// SIGTERM with a half-open connection (and one trickling its headers) open shuts down
+/// within the bound, well before the header timeout would free them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_half_open_connections_stops_within_the_bound() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config_with(dir.path(), 10, 1000, "header_read_timeout_secs = 60");
+    let mut s = spawn(&cfg);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let ok = format!("wecom_archive_pulls_total{{corp=\"{SIM_CORP}\",outcome=\"ok\"}} ");
+    wait_metric(&s.base, &ok, 1).await;
+    let _half_open = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    partial.write_all(b"GET /heal").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    // The shutdown grace is 10 s; the header timeout 60 s.
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
+}
+
+/// A SIGTERM right after "listening on" is graceful (exit 0), not the default action.
+#[test]
+fn sigterm_right_after_listening_is_graceful() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), 10, 1000);
+    for _ in 0..3 {
+        let mut s = spawn(&cfg);
+        let status = signal_and_wait(&mut s, libc::SIGTERM);
+        assert!(status.success(), "{status}");
+    }
 }

@@ -9,4 +9,6 @@ mod auth_tokens;
 mod cli_serve;
 mod cli_token;
 mod serve_callbacks;
+mod serve_conn;
 mod serve_load;
+mod serve_persist;

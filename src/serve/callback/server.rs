@@ -17,14 +17,16 @@
 //! | receiveid / `SuiteId` is the route's | `bad_receiveid` | 403 |
 //! | plaintext is well-formed XML with the event's fields | `bad_xml` / `bad_event` | 400 |
 //! | room in the event queue | `queue_full` | 503 (WeCom retries) |
+//! | event row committed in the state database (within 3 s) | `store_failed` / `store_timeout` | 503 (WeCom retries) |
 //!
 //! An authentic event `serve` does not act on (a chat message, `change_contact`, …) is answered
 //! like any other (`ignored`): a non-200 would only make WeCom retry it three times.
 //!
-//! Accepted events go onto a bounded queue ([`Inbound`]) and the reply goes out immediately:
-//! `success` on the command URL (doc 97172, within 1000 ms), an empty 200 on the app and data
-//! URLs (doc 95039). Slow work (token and permanent-code exchanges, pulls) happens behind the
-//! queue, never in the request.
+//! Accepted events go onto a bounded queue ([`Delivery`]); the event handler records them in
+//! the state database in batches (one transaction each) and the reply goes out once the
+//! event's row is committed: `success` on the command URL (doc 97172, within 1000 ms), an
+//! empty 200 on the app and data URLs (doc 95039). Slow work (token and permanent-code
+//! exchanges, pulls) happens after that, from the stored row, never in the request.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +36,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::crypto::msgcrypt::{MsgCrypt, MsgCryptError};
@@ -84,7 +86,18 @@ pub struct Endpoint {
     pub post_receiveids: ReceiveIds,
 }
 
-/// An accepted, authenticated event, queued for the event handler.
+impl RouteKind {
+    /// Its name in the state database's event rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::App => "app",
+            RouteKind::SuiteCommand => "suite_command",
+            RouteKind::SuiteData => "suite_data",
+        }
+    }
+}
+
+/// An authenticated event, queued for the event handler to record.
 #[derive(Debug, Clone)]
 pub struct Inbound {
     /// The URL kind it came to.
@@ -95,7 +108,34 @@ pub struct Inbound {
     pub dedupe_key: String,
     /// The event.
     pub event: Event,
+    /// The decrypted plaintext (what is stored; the event is parsed again from it after a
+    /// restart).
+    pub plaintext: String,
 }
+
+/// How a queued callback was recorded: the reply a request waits for before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Committed to the state database as a new event.
+    New,
+    /// A retry of an event already recorded.
+    Duplicate,
+    /// The state database could not record it (logged by the handler).
+    Failed,
+}
+
+/// A queued callback and where to send how it was recorded.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The event.
+    pub inbound: Inbound,
+    /// Answered once the event's row is committed (or could not be).
+    pub reply: oneshot::Sender<Recorded>,
+}
+
+/// How long a request waits for its event to be committed before it answers 503. WeCom gives
+/// up after 5 s and retries; a row committed after the 503 makes that retry a duplicate.
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Limits and checks of the server.
 #[derive(Debug, Clone)]
@@ -113,7 +153,7 @@ pub struct CallbackServer {
     endpoints: HashMap<String, Endpoint>,
     limits: Limits,
     clock: Arc<dyn Clock>,
-    queue: mpsc::Sender<Inbound>,
+    queue: mpsc::Sender<Delivery>,
     metrics: Arc<Metrics>,
     stopping: Arc<AtomicBool>,
 }
@@ -134,7 +174,7 @@ impl CallbackServer {
         endpoints: Vec<Endpoint>,
         limits: Limits,
         clock: Arc<dyn Clock>,
-        queue: mpsc::Sender<Inbound>,
+        queue: mpsc::Sender<Delivery>,
         metrics: Arc<Metrics>,
         stopping: Arc<AtomicBool>,
     ) -> Self {
@@ -251,17 +291,25 @@ fn signed_query(s: &CallbackServer, uri: &Uri) -> Result<Signed, Rejection> {
         .map_err(|_| bad("timestamp is not a number".into()))?;
     let now = s.clock.now_unix();
     let window = s.limits.timestamp_window_secs;
-    if (now - ts).abs() > window {
+    if !within_window(now, ts, window) {
         return Err((
             StatusCode::FORBIDDEN,
             "stale_timestamp",
             format!(
                 "timestamp {ts} is {}s from now, outside ±{window}s",
-                ts - now
+                ts.saturating_sub(now)
             ),
         ));
     }
     Ok(signed)
+}
+
+/// Whether `|ts − now| <= window`. Checked: a timestamp near `i64::MIN` or `i64::MAX` must
+/// not wrap around into the window.
+fn within_window(now: i64, ts: i64, window: i64) -> bool {
+    now.checked_sub(ts)
+        .and_then(i64::checked_abs)
+        .is_some_and(|d| d <= window)
 }
 
 fn verify_url(s: &CallbackServer, ep: &Endpoint, q: &Signed) -> Response {
@@ -418,15 +466,44 @@ async fn receive(s: &CallbackServer, ep: &Endpoint, q: &Signed, body: Body) -> R
     let inbound = Inbound {
         route: ep.kind,
         dedupe_key: dedupe_key(&d.receiveid, &fields, &d.msg),
+        plaintext: d.msg_str().unwrap_or_default().to_owned(),
         receiveid: d.receiveid,
         event,
     };
-    match s.queue.try_send(inbound) {
-        Ok(()) => {
-            s.metrics.callback("accepted");
-            ack(ep.kind)
-        }
-        Err(mpsc::error::TrySendError::Full(i)) => s.reject(
+    let (kind, receiveid) = (inbound.event.kind().to_owned(), inbound.receiveid.clone());
+    let (reply, recorded) = oneshot::channel();
+    match s.queue.try_send(Delivery { inbound, reply }) {
+        // Answered only once the event is durably stored: WeCom does not retry an answered
+        // callback, so an answer for an event that is then lost would lose it for good.
+        Ok(()) => match tokio::time::timeout(STORE_TIMEOUT, recorded).await {
+            Ok(Ok(Recorded::New)) => {
+                s.metrics.callback("accepted");
+                ack(ep.kind)
+            }
+            Ok(Ok(Recorded::Duplicate)) => {
+                s.metrics.callback("accepted");
+                s.metrics.callback("duplicate");
+                tracing::info!(path, event = %kind, %receiveid, "duplicate delivery (WeCom retry) answered, not handled again");
+                ack(ep.kind)
+            }
+            Ok(Ok(Recorded::Failed)) | Ok(Err(_)) => s.reject(
+                path,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_failed",
+                &format_args!(
+                    "{kind} for {receiveid} could not be stored in the state database (WeCom retries)"
+                ),
+            ),
+            Err(_) => s.reject(
+                path,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_timeout",
+                &format_args!(
+                    "{kind} for {receiveid} not stored within {STORE_TIMEOUT:?} (state database busy; WeCom retries)"
+                ),
+            ),
+        },
+        Err(mpsc::error::TrySendError::Full(Delivery { inbound: i, .. })) => s.reject(
             path,
             StatusCode::SERVICE_UNAVAILABLE,
             "queue_full",
@@ -436,7 +513,7 @@ async fn receive(s: &CallbackServer, ep: &Endpoint, q: &Signed, body: Body) -> R
                 i.receiveid
             ),
         ),
-        Err(mpsc::error::TrySendError::Closed(i)) => s.reject(
+        Err(mpsc::error::TrySendError::Closed(Delivery { inbound: i, .. })) => s.reject(
             path,
             StatusCode::SERVICE_UNAVAILABLE,
             "stopping",
@@ -454,5 +531,25 @@ fn ack(kind: RouteKind) -> Response {
     match kind {
         RouteKind::SuiteCommand => (StatusCode::OK, "success").into_response(),
         RouteKind::App | RouteKind::SuiteData => StatusCode::OK.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_window;
+
+    #[test]
+    fn timestamp_window_does_not_overflow() {
+        let now = 1_700_000_000;
+        assert!(within_window(now, now, 300));
+        assert!(within_window(now, now - 300, 300));
+        assert!(within_window(now, now + 300, 300));
+        assert!(!within_window(now, now + 301, 300));
+        assert!(!within_window(now, now - 301, 300));
+        // `(now - ts).abs()` wraps (release) or panics (debug) for these.
+        assert!(!within_window(now, i64::MIN, 300));
+        assert!(!within_window(now, now.wrapping_add(i64::MIN), 300));
+        assert!(!within_window(now, i64::MAX, 300));
+        assert!(!within_window(-1, i64::MAX, 300));
     }
 }
