@@ -36,6 +36,9 @@ pub const CORP_TOKEN_PATH: &str = "/cgi-bin/service/get_corp_token";
 /// How long a suite_ticket is usable after its push `TimeStamp` (doc 97162: 30 minutes).
 pub const SUITE_TICKET_TTL_SECS: i64 = 30 * 60;
 
+/// How far ahead of our clock a ticket's push `TimeStamp` may be (the callback window).
+const MAX_TICKET_SKEW_SECS: i64 = 300;
+
 /// Where the latest `suite_ticket` of a suite comes from (the callback server stores pushes).
 pub trait SuiteTicketSource: Send + Sync {
     /// The latest valid ticket for `suite_id`, if one has been received.
@@ -72,6 +75,10 @@ impl MemorySuiteTickets {
     /// Offers a pushed ticket; kept only if its `TimeStamp` is newer than the stored one.
     /// Returns whether it was kept.
     pub fn offer(&self, suite_id: &str, ticket: Secret, timestamp: i64) -> bool {
+        // A push from the future would shadow every later ticket (newest wins): refuse it.
+        if timestamp > self.clock.now_unix().saturating_add(MAX_TICKET_SKEW_SECS) {
+            return false;
+        }
         let mut map = self.tickets.lock().expect("ticket store poisoned");
         match map.get(suite_id) {
             Some((_, ts)) if *ts >= timestamp => false,
@@ -88,7 +95,9 @@ impl SuiteTicketSource for MemorySuiteTickets {
         let now = self.clock.now_unix();
         let map = self.tickets.lock().expect("ticket store poisoned");
         map.get(suite_id)
-            .filter(|(_, ts)| now - ts < SUITE_TICKET_TTL_SECS)
+            // Saturating: the TimeStamp comes from a callback, and an absurd one must neither
+            // overflow nor keep a ticket valid forever.
+            .filter(|(_, ts)| (0..SUITE_TICKET_TTL_SECS).contains(&now.saturating_sub(*ts)))
             .map(|(t, _)| t.clone())
     }
 }
@@ -506,5 +515,10 @@ mod tests {
         assert!(t.latest("ww2").is_none());
         clock.advance(SUITE_TICKET_TTL_SECS);
         assert!(t.latest("ww1").is_none());
+        // A TimeStamp from the far future or the far past is never valid, and does not overflow.
+        assert!(!t.offer("ww3", Secret::new("future"), i64::MAX));
+        assert!(t.latest("ww3").is_none());
+        assert!(t.offer("ww4", Secret::new("past"), i64::MIN));
+        assert!(t.latest("ww4").is_none());
     }
 }

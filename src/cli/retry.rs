@@ -28,7 +28,7 @@ pub struct Args {
     pub(super) config: super::args::OptionalConfigArg,
 
     /// The corp whose dead letters to re-run.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = wecom_archive::sink::layout::parse_corp_id)]
     corp: String,
 
     /// Output root (of `demo` or `pull`), instead of --config.
