@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # RUSTC_WRAPPER used by scripts/fuzz.sh: adds libFuzzer's coverage instrumentation
-# (SanitizerCoverage; stable rustc flags, no sanitizer) to the crate under test only.
-# Dependencies are compiled exactly as `cargo test` compiles them, so their builds are reused;
-# they are also fuzzed upstream, and instrumenting them would cost a full rebuild.
+# (SanitizerCoverage; stable rustc flags, no sanitizer) to the crate under test and to the fuzz
+# crate (where the generic functions of the crate under test are instantiated), not to build
+# scripts. Dependencies are compiled exactly as `cargo test` compiles them, so their builds are
+# reused; they are also fuzzed upstream, and instrumenting them would cost a full rebuild.
 rustc="$1"
 shift
 instrument=0
+case "${CARGO_PKG_NAME:-}" in
+    wecom-archive | wecom-archive-fuzz) instrument=1 ;;
+esac
 prev=
 for arg in "$@"; do
-    if [ "$prev" = "--crate-name" ] && [ "$arg" = "wecom_archive" ]; then
-        instrument=1
+    if [ "$prev" = "--crate-name" ] && [ "$arg" = "build_script_build" ]; then
+        instrument=0
     fi
     prev="$arg"
 done
