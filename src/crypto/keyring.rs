@@ -53,6 +53,12 @@ impl Keyring {
     /// Adds (or replaces) the key for `version` from PEM text (PKCS#1 or PKCS#8).
     pub fn add_pem(&mut self, version: u32, pem: &[u8]) -> Result<(), KeyLoadError> {
         let der = pem_to_pkcs8_der(pem)?;
+        // aws-lc refuses keys under 2048 bits with a bare "TooSmall": say what is wrong first.
+        if let Some(bits) = modulus_bits(&der) {
+            if bits.div_ceil(8) != 256 {
+                return Err(KeyLoadError::Size { bits });
+            }
+        }
         let key = self.backend.load_pkcs8(&der)?;
         if key.modulus_bytes() != 256 {
             return Err(KeyLoadError::Size {
@@ -145,6 +151,16 @@ pub fn pem_to_pkcs8_der(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyLoadError> 
     }
 }
 
+/// The modulus size in bits of a PKCS#8 RSA private key, when the DER parses (otherwise the
+/// backend reports what is wrong).
+fn modulus_bits(pkcs8_der: &[u8]) -> Option<usize> {
+    let info = pkcs8::PrivateKeyInfo::try_from(pkcs8_der).ok()?;
+    let key = pkcs1::RsaPrivateKey::try_from(info.private_key).ok()?;
+    let n = key.modulus.as_bytes();
+    let first = *n.first()?;
+    Some((n.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
+}
+
 fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
@@ -155,4 +171,23 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
         .rposition(|c| !c.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &b[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_1024: &[u8] = include_bytes!("../../fixtures/rsa_test_1024.pem");
+
+    #[test]
+    fn a_1024_bit_key_gets_the_rsa_2048_hint_with_every_backend() {
+        for &backend in Backend::available() {
+            let e = Keyring::new(backend).add_pem(1, KEY_1024).unwrap_err();
+            assert!(
+                matches!(e, KeyLoadError::Size { bits: 1024 }),
+                "{backend:?}: {e}"
+            );
+            assert!(e.to_string().contains("RSA-2048"), "{e}");
+        }
+    }
 }
