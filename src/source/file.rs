@@ -961,7 +961,8 @@ impl Iterator for DumpReader {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// What a JSON value is, in words, for errors that say what arrived instead of a record.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::file::json_kind;
 use super::media::{ChunkError, MediaChunk, MediaSource};
 use super::{Item, Page, Rejected, Source, SourceError, MAX_PAGE};
 use crate::config::Secret;
@@ -376,17 +377,6 @@ fn record(v: Value) -> Item {
             raw: v.to_string().into(),
         }
     })
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 impl SdkSource {
