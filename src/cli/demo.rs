@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    wecom_archive::migrate::refuse_legacy(&args.out)?;
     let mut store = StateStore::open(&wecom_archive::sink::layout::state_path(&args.out))?;
     let keyring = demo_keyring(Backend::default())?;
     let mut source = SimSource::new(SimConfig {
