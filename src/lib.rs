@@ -26,6 +26,7 @@
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod error;
