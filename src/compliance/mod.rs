@@ -5,4 +5,5 @@
 //! its parallel stage, per message. See `docs/compliance.md` for the rules and the measured cost.
 
 pub mod conversation;
+pub mod rules;
 pub mod text;
