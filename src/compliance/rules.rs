@@ -1124,6 +1124,26 @@ scope = "any"                     # any | external | internal
     }
 
     #[test]
+    fn the_documented_example_parses_and_a_rule_set_is_shared_by_threads() {
+        let doc = include_str!("../../docs/compliance.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/compliance.md has a toml example");
+        let s = set(example);
+        assert_eq!(s.rules().len(), 2);
+        assert_eq!(s.rules()[1].scope, Scope::External);
+        let kickback = text("wmCustomer", "zhangsan", "给您5个点的返点，私下转账");
+        assert_eq!(
+            fired(&s, &kickback),
+            [("kickback".into(), vec!["返点".into(), "私下转账".into()])]
+        );
+        fn shared<T: Send + Sync>() {}
+        shared::<RuleSet>();
+    }
+
+    #[test]
     fn an_empty_set_matches_nothing() {
         let s = RuleSet::empty();
         assert!(s.is_empty());
