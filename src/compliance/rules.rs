@@ -24,8 +24,9 @@
 //! **Case.** Keywords match case-insensitively. The automaton folds ASCII letters itself (no copy of the text).
 //! Non-ASCII letters with case (Latin-1 accents, Greek, Cyrillic, full-width Latin) are folded with Unicode's
 //! lowercase mapping: keywords are lowercased when the set is built, and a text is lowercased into a copy only if
-//! some keyword has such a letter *and* the text has an uppercase non-ASCII letter. Chinese has no case, so a rule
-//! set of Chinese and ASCII keywords never copies a text. Regexes are applied to the text as sent and are
+//! some keyword has such a letter *and* the text has an uppercase non-ASCII letter (a keyword's snippet then
+//! comes from that lowercased copy). Chinese has no case, so a rule set of Chinese and ASCII keywords never copies
+//! a text. Regexes are applied to the text as sent and are
 //! case-sensitive unless they say `(?i)`.
 //!
 //! **Version.** [`RuleSet::version`] is the SHA-256 (hex) of the line `wecom-archive/rules/1` followed by the
@@ -675,6 +676,7 @@ fn parse_rule(t: &toml::Table, n: usize, file: &str) -> Result<Rule, RulesError>
         description: None,
     };
     let mut severity = None;
+    let mut folded_keywords = std::collections::HashSet::new();
     for (key, value) in t {
         let key = key.as_str();
         match key {
@@ -715,11 +717,8 @@ fn parse_rule(t: &toml::Table, n: usize, file: &str) -> Result<Rule, RulesError>
                                 .into(),
                         ));
                     }
-                    if !rule
-                        .keywords
-                        .iter()
-                        .any(|k| k.to_lowercase() == kw.to_lowercase())
-                    {
+                    // Keywords differing only in case are one keyword: the first spelling is kept.
+                    if folded_keywords.insert(kw.to_lowercase()) {
                         rule.keywords.push(kw.to_string());
                     }
                 }
