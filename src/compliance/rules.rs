@@ -522,7 +522,8 @@ impl Scan<'_, '_> {
                 if !h.terms.iter().any(|t| t == term) {
                     h.terms.push(term.to_string());
                 }
-                // Overlapping matches arrive by end, and regexes after keywords: keep the earliest start.
+                // Overlapping matches arrive by end, and regexes after keywords: keep the earliest start. (When a
+                // text was lowercased, keyword offsets are the copy's; "earliest" is then approximate.)
                 if h.part == part && start < h.start {
                     h.snippet = snippet(hay, start, end);
                     h.start = start;
