@@ -443,6 +443,26 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
     }
 
     #[test]
+    fn compaction_is_on_by_default_and_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), "")).unwrap();
+        assert!(c.compaction.auto);
+        assert_eq!(c.compaction.target_file_mb, 128);
+        let day = jiff::civil::date(2026, 11, 21);
+        let o = c.compaction.options(day);
+        assert_eq!((o.target_file_bytes, o.before), (128 << 20, Some(day)));
+        let c = Config::load(&write(
+            dir.path(),
+            "[compaction]\nauto = false\ntarget_file_mb = 16\n",
+        ))
+        .unwrap();
+        assert!(!c.compaction.auto);
+        assert_eq!(c.compaction.options(day).target_file_bytes, 16 << 20);
+        let err = Config::load(&write(dir.path(), "[compaction]\nauto_ = true\n")).unwrap_err();
+        assert!(err.to_string().contains("auto_"), "{err}");
+    }
+
+    #[test]
     fn one_file_carries_the_auth_and_callback_sections() {
         let dir = tempfile::tempdir().unwrap();
         let p = write(

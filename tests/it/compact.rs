@@ -321,3 +321,136 @@ fn compact_and_pull_of_one_corp_exclude_each_other() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(facts(&out), before);
 }
+
+fn sim_config(dir: &Path, messages: u64) -> PathBuf {
+    let cfg = dir.join("wecom-archive.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "out = \"out\"\ntimezone = \"UTC\"\npoll_interval_secs = 1\n\
+             [[corp]]\ncorp_id = \"{CORP}\"\nsource = \"sim\"\nsim_messages = {messages}\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn pull_follow_compacts_closed_days_after_a_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Three one-off pulls: several files per day, and no compaction (only --follow compacts).
+    for messages in [1000, 2000, 3000] {
+        let cfg = sim_config(dir.path(), messages);
+        let o = bin()
+            .args(["pull", "--once", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let before = facts(&out);
+    assert_eq!(before.seqs, (1..=3000).collect());
+    assert!(files_per_day(&out).values().any(|f| f.len() > 1));
+
+    // The simulated days (November 2026) are closed by now: the first round compacts them.
+    let mut child = bin()
+        .args(["pull", "--follow", "--json", "--config"])
+        .arg(sim_config(dir.path(), 3000))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !files_per_day(&out).values().all(|f| f.len() == 1) {
+        assert!(std::time::Instant::now() < deadline, "no compaction");
+        assert!(child.try_wait().unwrap().is_none(), "pull --follow exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", text(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let first = &summary["corps"][0];
+    assert_eq!(first["compaction"]["error"], serde_json::Value::Null);
+    assert!(
+        first["compaction"]["partitions"].as_u64().unwrap() >= 1,
+        "{first}"
+    );
+    assert_eq!(facts(&out), before);
+}
+
+#[test]
+fn a_large_day_becomes_several_files_and_unsorted_or_repeated_input_comes_out_sorted() {
+    use arrow_array::RecordBatch;
+    use parquet::arrow::ArrowWriter;
+    use wecom_archive::sink::compact::{compact_corp, CompactOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    ten_runs(&out);
+    let (day, files) = files_per_day(&out)
+        .into_iter()
+        .max_by_key(|(_, f)| f.len())
+        .unwrap();
+    // A file this tool never writes: one of the day's files again, rows in reverse seq order.
+    let source = &files[3];
+    let batches: Vec<RecordBatch> =
+        ParquetRecordBatchReaderBuilder::try_new(File::open(source).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let copy = source.with_file_name(layout::part_file_distinct(1, 2, "reversed"));
+    let mut w =
+        ArrowWriter::try_new(File::create(&copy).unwrap(), batches[0].schema(), None).unwrap();
+    for b in batches.iter().rev() {
+        for i in (0..b.num_rows()).rev() {
+            w.write(&b.slice(i, 1)).unwrap();
+        }
+    }
+    w.close().unwrap();
+    let (rows_before, _) = rows(&out);
+    let bytes: u64 = files_per_day(&out)[&day]
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+
+    let options = CompactOptions {
+        target_file_bytes: bytes / 3 + 1,
+        ..CompactOptions::default()
+    };
+    let stats = compact_corp(&out, &layout::state_path(&out), CORP, &options, &|_| {}).unwrap();
+    let p = stats
+        .partitions
+        .iter()
+        .find(|p| format!("date={}", p.date) == day)
+        .unwrap();
+    assert_eq!(p.files_after, 3, "{p:?}");
+    let (rows_after, sorted) = rows(&out);
+    assert!(sorted, "rows out of seq order");
+    assert_eq!(rows_after, rows_before, "rows changed");
+    // The day's files cover consecutive seq ranges and are named by them.
+    let mut last = 0;
+    for f in &files_per_day(&out)[&day] {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let seqs: Vec<i64> = reader
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let s = b["seq"].as_any().downcast_ref::<Int64Array>().unwrap();
+                s.values().to_vec()
+            })
+            .collect();
+        let (first, high) = (seqs[0] as u64, *seqs.last().unwrap() as u64);
+        assert!(first >= last, "{f:?} overlaps the file before it");
+        last = high;
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&layout::part_file(first, high).replace(".parquet", "")),
+            "{name}"
+        );
+    }
+}
