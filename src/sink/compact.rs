@@ -16,9 +16,11 @@
 //! listing the folder may see both for an instant; plain Parquet has no way to swap several
 //! files at once.
 //!
-//! Memory stays bounded by the writer's row group and one batch per input file: the inputs are
-//! merged as sorted streams. Only an input file whose own rows are not in seq order (none that
-//! this tool writes) is read whole to sort it.
+//! Memory stays bounded by the writer's row group and one batch per open input: the inputs are
+//! merged as sorted streams, each opened when the merge reaches its lowest seq and closed when
+//! read, so the files of consecutive seq ranges that pulls write are read one at a time. Only an
+//! input whose own rows are not in seq order (none that this tool writes) is read whole to sort
+//! it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -267,6 +269,8 @@ struct InputFile {
     path: PathBuf,
     bytes: u64,
     rows: u64,
+    /// Its lowest seq (`i64::MAX` when empty).
+    first: i64,
     /// Its rows are in seq order (every file this tool writes).
     sorted: bool,
 }
@@ -429,11 +433,12 @@ fn survey(path: &Path, bytes: u64) -> Result<Result<InputFile, String>, CompactE
         .with_batch_size(READ_BATCH_ROWS)
         .build()
         .map_err(pq(path))?;
-    let (mut rows, mut sorted, mut last) = (0u64, true, i64::MIN);
+    let (mut rows, mut sorted, mut last, mut first) = (0u64, true, i64::MIN, i64::MAX);
     for batch in reader {
         let batch = batch.map_err(|e| pq(path)(e.into()))?;
         for s in seqs(&batch).values() {
             sorted &= *s >= last;
+            first = first.min(*s);
             last = *s;
         }
         rows += batch.num_rows() as u64;
@@ -442,6 +447,7 @@ fn survey(path: &Path, bytes: u64) -> Result<Result<InputFile, String>, CompactE
         path: path.to_owned(),
         bytes,
         rows,
+        first,
         sorted,
     }))
 }
@@ -605,21 +611,37 @@ fn merge(
     rows_per_output: u64,
     options: &CompactOptions,
 ) -> Result<Vec<Prepared>, CompactError> {
-    let mut streams = inputs
-        .iter()
-        .map(Stream::open)
-        .collect::<Result<Vec<_>, _>>()?;
+    // Inputs are opened only when the merge reaches their lowest seq, and closed when read:
+    // files of consecutive seq ranges (what pulls write) are then read one at a time, however
+    // many there are.
+    let mut unopened: Vec<usize> = (0..inputs.len()).collect();
+    unopened.sort_by_key(|&i| Reverse((inputs[i].first, i)));
+    let mut streams: Vec<Option<Stream>> = inputs.iter().map(|_| None).collect();
     // Min-heap of (seq, stream): ties keep the inputs' order, so the result is deterministic.
-    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = streams
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.head().map(|h| Reverse((h.seq, i))))
-        .collect();
+    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
     let mut done = Vec::new();
     let mut output: Option<Output> = None;
     let mut run: Option<Run> = None;
-    while let Some(Reverse((_, i))) = heap.pop() {
-        let head = streams[i].head().expect("a stream in the heap has a row");
+    loop {
+        while let Some(&next) = unopened.last() {
+            if heap
+                .peek()
+                .is_some_and(|Reverse((seq, _))| inputs[next].first > *seq)
+            {
+                break;
+            }
+            unopened.pop();
+            let stream = Stream::open(&inputs[next])?;
+            if let Some(h) = stream.head() {
+                heap.push(Reverse((h.seq, next)));
+                streams[next] = Some(stream);
+            }
+        }
+        let Some(Reverse((_, i))) = heap.pop() else {
+            break;
+        };
+        let stream = streams[i].as_mut().expect("a stream in the heap is open");
+        let head = stream.head().expect("a stream in the heap has a row");
         let key = (i, head.batch_id);
         let extends = run
             .as_ref()
@@ -651,9 +673,11 @@ fn merge(
             let full = output.take().expect("set above");
             done.push(finish(full, dir)?);
         }
-        streams[i].advance()?;
-        if let Some(h) = streams[i].head() {
-            heap.push(Reverse((h.seq, i)));
+        let stream = streams[i].as_mut().expect("still open");
+        stream.advance()?;
+        match stream.head() {
+            Some(h) => heap.push(Reverse((h.seq, i))),
+            None => streams[i] = None,
         }
     }
     if let Some(r) = run.take() {

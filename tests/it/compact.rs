@@ -166,6 +166,25 @@ fn ten_incremental_runs_compact_to_one_file_per_day_and_pulls_go_on() {
         "the runs should leave many small files: {days:?}"
     );
 
+    // The media scan has read every file but one of the fullest day's.
+    let corp_dir = layout::corp_messages(&out, CORP);
+    let rel = |p: &Path| {
+        p.strip_prefix(&corp_dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (unread_day, _) = days.iter().max_by_key(|(_, f)| f.len()).unwrap();
+    {
+        let store = StateStore::open(&layout::state_path(&out)).unwrap();
+        for (day, files) in &days {
+            let skip = usize::from(day == unread_day);
+            for f in &files[skip..] {
+                store.mark_media_scanned(CORP, &rel(f)).unwrap();
+            }
+        }
+    }
+
     let o = compact(&out).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -197,6 +216,18 @@ fn ten_incremental_runs_compact_to_one_file_per_day_and_pulls_go_on() {
         );
     }
     assert!(rows(&out).1, "rows out of seq order");
+    // A merged file counts as read by the media scan when all its inputs were.
+    let scanned = StateStore::open(&layout::state_path(&out))
+        .unwrap()
+        .media_scanned_files(CORP)
+        .unwrap();
+    for (day, files) in files_per_day(&out) {
+        assert_eq!(
+            scanned.contains(&rel(&files[0])),
+            &day != unread_day,
+            "{day}"
+        );
+    }
     assert_eq!(facts(&out), before);
     let retired: Vec<_> = walk(&out)
         .into_iter()
@@ -320,6 +351,14 @@ fn compact_and_pull_of_one_corp_exclude_each_other() {
     let o = compact(&out).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(facts(&out), before);
+
+    // A tree without a state database (copied without it): compact creates one.
+    let bare = dir.path().join("bare");
+    copy_tree(&out, &bare);
+    std::fs::remove_dir_all(bare.join(layout::META_DIR)).unwrap();
+    let o = compact(&bare).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(layout::state_path(&bare).exists());
 }
 
 fn sim_config(dir: &Path, messages: u64) -> PathBuf {
