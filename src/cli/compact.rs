@@ -57,17 +57,12 @@ struct CompactSummary {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (out, state_path, corps, target_mb) = match (&args.config.path, &args.out) {
+    let (out, state_path, target_mb) = match (&args.config.path, &args.out) {
         (Some(path), _) => {
             let config = Config::load(path)?;
-            let corps = match args.corp.as_deref() {
-                Some(c) => vec![wecom_archive::pull::corp(&config, c)?.corp_id.clone()],
-                None => config.corps.iter().map(|c| c.corp_id.clone()).collect(),
-            };
             (
                 config.out_dir(),
                 config.state_path(),
-                corps,
                 config.compaction.target_file_mb,
             )
         }
@@ -78,21 +73,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     out.display()
                 );
             }
-            let corps = match args.corp.as_deref() {
-                Some(c) => {
-                    layout::check_corp_id(c).map_err(anyhow::Error::msg)?;
-                    vec![c.to_owned()]
-                }
-                None => compact::corps_in(out)?,
-            };
             (
                 out.clone(),
                 layout::state_path(out),
-                corps,
                 compact::DEFAULT_TARGET_FILE_MB,
             )
         }
         (None, None) => bail!("give --config FILE or --out DIR"),
+    };
+    // Every corp on disk, not only the configured ones: `serve` also pulls the corps it learns
+    // from authorization events.
+    let corps = match args.corp.as_deref() {
+        Some(c) => {
+            layout::check_corp_id(c).map_err(anyhow::Error::msg)?;
+            vec![c.to_owned()]
+        }
+        None => compact::corps_in(&out)?,
     };
     wecom_archive::migrate::refuse_legacy(&out)?;
     let options = CompactOptions {

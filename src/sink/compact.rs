@@ -313,6 +313,14 @@ fn compact_partition(
     }
     let rows: u64 = inputs.iter().map(|i| i.rows).sum();
     let bytes_before: u64 = inputs.iter().map(|i| i.bytes).sum();
+    tracing::info!(
+        corp_id,
+        date,
+        files = inputs.len(),
+        rows,
+        bytes = bytes_before,
+        "compacting a partition"
+    );
     let outputs = bytes_before
         .div_ceil(options.target_file_bytes.max(1))
         .max(1);
@@ -367,7 +375,7 @@ fn compact_partition(
         bytes_before,
         bytes_after,
     };
-    tracing::info!(
+    tracing::debug!(
         corp_id,
         date,
         files_before = p.files_before,

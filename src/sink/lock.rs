@@ -46,8 +46,8 @@ pub fn try_lock(path: &Path) -> std::io::Result<Option<File>> {
 pub enum LockError {
     /// Another process (a pull, `serve`, a compaction) writes this corp now.
     #[error(
-        "corp {corp_id} is being written by another process (a pull, serve or compact holds \
-         {}); wait for it to finish, or stop it, and run again",
+        "corp {corp_id}: another process writes it (a pull, serve or compact holds {}); wait \
+         for it to finish, or stop it, and run again",
         path.display()
     )]
     Busy {
