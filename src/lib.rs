@@ -30,6 +30,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod media;
+pub mod migrate;
 pub mod model;
 pub mod pipeline;
 pub mod pull;

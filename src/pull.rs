@@ -167,6 +167,9 @@ pub fn pull_corp(
     observer: &Observer<'_>,
 ) -> PullReport {
     let corp_id = corp.corp_id.as_str();
+    if let Err(e) = crate::migrate::refuse_legacy(&config.out_dir()) {
+        return PullReport::failed(corp_id, &e);
+    }
     let mut store = match StateStore::open(&config.state_path()) {
         Ok(s) => s,
         Err(e) => return PullReport::failed(corp_id, &e),
@@ -335,11 +338,15 @@ pub fn download_media(
     let make_source = || {
         crate::source::media_for_corp(config, corp).map_err(|e| ChunkError::Fatal(e.to_string()))
     };
-    let corp_dir = crate::sink::layout::corp_dir(&config.out_dir(), &corp.corp_id);
+    let out = config.out_dir();
+    crate::migrate::refuse_legacy(&out).map_err(|e| MediaError::Scan {
+        corp_id: corp.corp_id.clone(),
+        detail: e.to_string(),
+    })?;
     media::run_corp(
         &config.state_path(),
         &corp.corp_id,
-        &corp_dir,
+        &out,
         options,
         &make_source,
         on_bytes,

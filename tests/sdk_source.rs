@@ -197,8 +197,10 @@ keys = {{ 1 = "{k1}" }}
     assert!(stderr.contains("ww0123456789abcdef"), "{stderr}");
     assert!(!stderr.contains("sekrit"), "{stderr}");
     // Nothing was committed, and the failed run is in the history.
-    let store =
-        wecom_archive::state::StateStore::open(&dir.path().join("archive/state.sqlite")).unwrap();
+    let store = wecom_archive::state::StateStore::open(&wecom_archive::sink::layout::state_path(
+        &dir.path().join("archive"),
+    ))
+    .unwrap();
     assert_eq!(store.checkpoint("ww0123456789abcdef").unwrap(), None);
     let runs = store.runs("ww0123456789abcdef", 5).unwrap();
     assert_eq!(runs.len(), 1);
@@ -254,7 +256,8 @@ fn media_download_through_the_sdk_retries_then_records_a_resumable_failure() {
     use wecom_archive::state::{MediaStatus, NewMediaRef, StateStore};
     let dir = tempfile::tempdir().unwrap();
     let corp = "ww0123456789abcdef";
-    let corp_dir = dir.path().join(format!("corp_id={corp}"));
+    let out = dir.path().to_owned();
+    let corp_media = wecom_archive::sink::layout::corp_media(&out, corp);
     let mut store = StateStore::open(&dir.path().join("state.sqlite")).unwrap();
     store
         .add_media_refs(
@@ -278,7 +281,7 @@ fn media_download_through_the_sdk_retries_then_records_a_resumable_failure() {
         base_backoff: Duration::from_millis(100),
         ..DownloadOptions::default()
     };
-    let mut dl = Downloader::new(corp, &corp_dir, &store, options).with_sleep(sleep);
+    let mut dl = Downloader::new(corp, &out, &store, options).with_sleep(sleep);
     let out = dl.download(&mut source, "CtYBMzA2OTAyabcdef").unwrap();
     match &out {
         Outcome::Failed { permanent, error } => {
@@ -298,7 +301,7 @@ fn media_download_through_the_sdk_retries_then_records_a_resumable_failure() {
         .unwrap();
     assert_eq!((st.status, st.bytes_done), (MediaStatus::Failed, 0));
     // Nothing under a final name.
-    let finals = walk_files(&corp_dir)
+    let finals = walk_files(&corp_media)
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains(".partial"))
         .count();

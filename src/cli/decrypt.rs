@@ -30,7 +30,7 @@ pub struct Args {
     #[command(flatten)]
     keys: super::args::KeyArgs,
 
-    /// Output directory for Parquet files and `dead_letter/`.
+    /// Output directory: rows go to `OUT/messages/`, dead letters to `OUT/dead_letters/`.
     #[arg(long, short)]
     out: PathBuf,
 
@@ -84,10 +84,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     let damage = reader.damage_report();
+    wecom_archive::migrate::refuse_legacy(&args.out)?;
     // decrypt keeps no commit journal: what a killed run left is garbage.
     for dir in [
-        args.out.clone(),
-        args.out.join(wecom_archive::sink::layout::DEAD_LETTER_DIR),
+        Layout::Flat.messages_dir(&args.out),
+        Layout::Flat.dead_letter_dir(&args.out),
     ] {
         wecom_archive::sink::atomic::remove_stale_temporaries(&dir);
     }

@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    wecom_archive::migrate::refuse_legacy(&args.out)?;
     let mut store = StateStore::open(&wecom_archive::sink::layout::state_path(&args.out))?;
     let keyring = demo_keyring(Backend::default())?;
     let mut source = SimSource::new(SimConfig {
@@ -156,7 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     println!(
         "query: duckdb -c \"SELECT msgtype, count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"",
-        args.out.display()
+        wecom_archive::sink::layout::messages_root(&args.out).display()
     );
     println!("inspect: wecom-archive inspect {}", args.out.display());
     Ok(ExitCode::SUCCESS)

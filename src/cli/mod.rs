@@ -14,6 +14,7 @@ mod demo;
 mod inspect;
 mod man;
 mod media;
+mod migrate;
 mod output;
 mod permit_users;
 mod pull;
@@ -86,6 +87,12 @@ enum Command {
   wecom-archive inspect wecom-archive-demo
   wecom-archive inspect --json wecom-archive-demo | jq .rows")]
     Inspect(inspect::Args),
+    /// Move an output tree written by an earlier release into the current layout (one root per
+    /// table, signed columns), losing nothing; safe to run again after a crash.
+    #[command(after_help = "Examples:
+  wecom-archive migrate --out wecom-archive-demo
+  wecom-archive migrate --config wecom-archive.toml --json")]
+    Migrate(migrate::Args),
     /// Measure raw RSA unwrap and whole-pipeline throughput in one run.
     #[command(after_help = "Examples:
   wecom-archive bench
@@ -150,6 +157,7 @@ impl Command {
             Command::Bench(_)
             | Command::Media(_)
             | Command::Inspect(_)
+            | Command::Migrate(_)
             | Command::SdkWorker(_)
             | Command::Token(_)
             | Command::PermitUsers(_)
@@ -164,12 +172,16 @@ impl Command {
 fn parse() -> Cli {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let (Command::RetryDeadLetters(args), Some(sub)) = (
-        &mut cli.command,
-        matches.subcommand_matches("retry-dead-letters"),
-    ) {
-        if let Err(e) = args.config.yield_to_out(sub, "out") {
-            e.exit();
+    let config = match &mut cli.command {
+        Command::RetryDeadLetters(args) => Some((&mut args.config, "retry-dead-letters")),
+        Command::Migrate(args) => Some((&mut args.config, "migrate")),
+        _ => None,
+    };
+    if let Some((config, name)) = config {
+        if let Some(sub) = matches.subcommand_matches(name) {
+            if let Err(e) = config.yield_to_out(sub, "out") {
+                e.exit();
+            }
         }
     }
     cli
@@ -206,6 +218,7 @@ pub fn main() -> ExitCode {
         Command::Media(args) => media::run(args),
         Command::RetryDeadLetters(args) => retry::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SdkWorker(args) => sdk_worker::run(args),
         Command::Token(args) => token::run(args),

@@ -64,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.require_corps()?;
     let corps = super::select_corps(&config, args.corp.as_deref(), &args.config)?;
     super::media::check_library(&config, &corps)?;
+    wecom_archive::migrate::refuse_legacy(&config.out_dir())?;
     if let Some(seq) = args.since_seq {
         // Once, before the first round: `--follow` must not rewind at every round.
         let store = wecom_archive::state::StateStore::open(&config.state_path())?;

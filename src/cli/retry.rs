@@ -83,13 +83,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if keyring.is_empty() {
         bail!("no private keys: give --key VER=PEM (or --config)");
     }
+    wecom_archive::migrate::refuse_legacy(&out)?;
     let layout = Layout::Hive {
         corp_id: args.corp.clone(),
         tz,
     };
-    let dead_dir = layout
-        .dead_letter_root(&out)
-        .join(wecom_archive::sink::layout::DEAD_LETTER_DIR);
+    let dead_dir = layout.dead_letter_dir(&out);
     let files =
         dead_letter_files(&dead_dir).with_context(|| format!("listing {}", dead_dir.display()))?;
     let mut source = DeadLetterSource::open(&files)?;
@@ -104,12 +103,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         keyring.versions()
     );
     let mut store = StateStore::open(&state_path)?;
-    let mut options = RunOptions {
+    let options = RunOptions {
         commit_every: u64::MAX,
         replaying: files,
         ..RunOptions::default()
     };
-    options.parquet.file_prefix = "retry".into();
     let stats = pipeline::run(
         &mut source,
         &keyring,

@@ -417,7 +417,10 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
         );
         let c = Config::load(&p).unwrap();
         assert_eq!(c.out_dir(), dir.path().join("arch"));
-        assert_eq!(c.state_path(), dir.path().join("arch/state.sqlite"));
+        assert_eq!(
+            c.state_path(),
+            dir.path().join("arch/_wecom_archive/state.sqlite")
+        );
         let corp = &c.corps[0];
         let s = c.secret(corp).unwrap();
         assert_eq!(s.expose(), "top-secret-value");

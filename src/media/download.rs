@@ -154,7 +154,10 @@ pub enum MediaError {
 /// Downloads the files of one corp, one at a time (run several for concurrency).
 pub struct Downloader<'a> {
     corp_id: String,
-    corp_dir: PathBuf,
+    /// The output root: final paths are relative to it.
+    out: PathBuf,
+    /// The corp's media folder (partial downloads live in it).
+    corp_media: PathBuf,
     store: &'a StateStore,
     options: DownloadOptions,
     sleep: Box<dyn FnMut(Duration) + Send + 'a>,
@@ -165,16 +168,13 @@ pub struct Downloader<'a> {
 }
 
 impl<'a> Downloader<'a> {
-    /// A downloader writing under `corp_dir` (`<out>/corp_id=<corp>`), recording in `store`.
-    pub fn new(
-        corp_id: &str,
-        corp_dir: &Path,
-        store: &'a StateStore,
-        options: DownloadOptions,
-    ) -> Self {
+    /// A downloader writing `corp_id`'s files under the output root `out`
+    /// (`<out>/media/corp_id=<corp>/`), recording in `store`.
+    pub fn new(corp_id: &str, out: &Path, store: &'a StateStore, options: DownloadOptions) -> Self {
         Downloader {
             corp_id: corp_id.to_owned(),
-            corp_dir: corp_dir.to_owned(),
+            out: out.to_owned(),
+            corp_media: crate::sink::layout::corp_media(out, corp_id),
             store,
             options,
             sleep: Box::new(std::thread::sleep),
@@ -283,8 +283,8 @@ impl<'a> Downloader<'a> {
                 continue;
             }
             let ext = store::extension(&state.kind, state.ext.as_deref());
-            let rel = crate::sink::layout::media_rel_path(&sha256, &ext);
-            let dest = self.corp_dir.join(&rel);
+            let rel = crate::sink::layout::media_rel_path(&self.corp_id, &sha256, &ext);
+            let dest = self.out.join(&rel);
             let dir = dest.parent().expect("final paths have a directory");
             crate::sink::atomic::create_dir_durable(dir).map_err(self.io(sdkfileid, dir))?;
             if dest.exists() {
@@ -316,7 +316,7 @@ impl<'a> Downloader<'a> {
         state: &MediaFileState,
     ) -> Result<Fetched, MediaError> {
         let id = state.sdkfileid.as_str();
-        let tmp = store::partial_path(&self.corp_dir, id);
+        let tmp = store::partial_path(&self.corp_media, id);
         let dir = tmp.parent().expect("partial paths have a directory");
         crate::sink::atomic::create_dir_durable(dir).map_err(self.io(id, dir))?;
         let mut file = OpenOptions::new()

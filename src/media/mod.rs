@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{Array, Int32Array, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -143,14 +143,15 @@ impl MediaStats {
     }
 }
 
-/// Registers the media references of the committed Parquet files under `corp_dir` that were
-/// not scanned before (committed files never change, so each is read once); returns how many
-/// references the new files held.
+/// Registers the media references of `corp_id`'s committed Parquet files under the output root
+/// `out` that were not scanned before (committed files never change, so each is read once);
+/// returns how many references the new files held.
 pub fn register_references(
     store: &mut StateStore,
     corp_id: &str,
-    corp_dir: &Path,
+    out: &Path,
 ) -> Result<u64, MediaError> {
+    let corp_dir = &crate::sink::layout::corp_messages(out, corp_id);
     let mut files = Vec::new();
     collect_parquet(corp_dir, &mut files).map_err(|e| MediaError::Scan {
         corp_id: corp_id.to_owned(),
@@ -180,8 +181,9 @@ pub fn register_references(
     Ok(found)
 }
 
-/// Every media reference in the committed Parquet rows under `corp_dir`.
-pub fn scan_references(corp_id: &str, corp_dir: &Path) -> Result<Vec<NewMediaRef>, MediaError> {
+/// Every media reference in `corp_id`'s committed Parquet rows under the output root `out`.
+pub fn scan_references(corp_id: &str, out: &Path) -> Result<Vec<NewMediaRef>, MediaError> {
+    let corp_dir = &crate::sink::layout::corp_messages(out, corp_id);
     let mut files = Vec::new();
     collect_parquet(corp_dir, &mut files).map_err(|e| MediaError::Scan {
         corp_id: corp_id.to_owned(),
@@ -205,13 +207,11 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
+        if crate::sink::layout::is_hidden(&name) {
             continue;
         }
         if e.file_type()?.is_dir() {
-            if !crate::sink::layout::holds_no_messages(&name) {
-                collect_parquet(&e.path(), out)?;
-            }
+            collect_parquet(&e.path(), out)?;
         } else if name.ends_with(".parquet") {
             out.push(e.path());
         }
@@ -238,15 +238,18 @@ fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let col = |n: &str| batch.column_by_name(n).ok_or(format!("no column {n}"));
-        let seq = col("seq")?.as_any().downcast_ref::<UInt64Array>();
+        let seq = col("seq")?.as_any().downcast_ref::<Int64Array>();
         let msgid = col("msgid")?.as_any().downcast_ref::<StringArray>();
-        let count = col("media_count")?.as_any().downcast_ref::<UInt32Array>();
+        let count = col("media_count")?.as_any().downcast_ref::<Int32Array>();
         let raw = col("raw_json")?.as_any().downcast_ref::<StringArray>();
         let (Some(seq), Some(msgid), Some(count), Some(raw)) = (seq, msgid, count, raw) else {
-            return Err("unexpected column types".into());
+            return Err(
+                "unexpected column types (a file of an earlier release? run `wecom-archive migrate`)"
+                    .into(),
+            );
         };
         for i in 0..batch.num_rows() {
-            if count.is_null(i) || count.value(i) == 0 || raw.is_null(i) {
+            if count.is_null(i) || count.value(i) <= 0 || raw.is_null(i) {
                 continue;
             }
             // The row was parsed when it was written; a failure now would be a bug, not data.
@@ -256,7 +259,7 @@ fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
             for m in msg.media() {
                 out.push(NewMediaRef {
                     msgid: msgid.value(i).to_owned(),
-                    seq: seq.value(i),
+                    seq: seq.value(i) as u64,
                     item_index: m.item_index,
                     sdkfileid: m.sdkfileid,
                     kind: m.kind.as_str().to_owned(),
@@ -273,9 +276,10 @@ fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
 /// An exclusive lock on the corp's media directory for the length of a run: two runs (a
 /// `pull --follow --media` and a manual `media`) would otherwise append to the same partial
 /// files. The kernel drops it when the process dies, so a killed run never leaves it stale.
-pub fn lock_corp(corp_id: &str, corp_dir: &Path) -> Result<std::fs::File, MediaError> {
+pub fn lock_corp(corp_id: &str, out: &Path) -> Result<std::fs::File, MediaError> {
     use std::os::fd::AsRawFd;
-    let dir = crate::sink::layout::media_partial_dir(corp_dir);
+    let dir =
+        crate::sink::layout::media_partial_dir(&crate::sink::layout::corp_media(out, corp_id));
     let path = dir.join(".lock");
     let io = |source| MediaError::Io {
         corp_id: corp_id.to_owned(),
@@ -315,17 +319,17 @@ pub fn lock_corp(corp_id: &str, corp_dir: &Path) -> Result<std::fs::File, MediaE
 pub fn run_corp(
     state_path: &Path,
     corp_id: &str,
-    corp_dir: &Path,
+    out: &Path,
     options: &MediaOptions,
     make_source: &(dyn Fn() -> Result<Box<dyn MediaSource>, ChunkError> + Sync),
     on_bytes: &(dyn Fn(u64) + Sync),
     stop: &AtomicBool,
 ) -> Result<MediaStats, MediaError> {
     let started = Instant::now();
-    let _lock = lock_corp(corp_id, corp_dir)?;
+    let _lock = lock_corp(corp_id, out)?;
     let mut store = StateStore::open(state_path)?;
     let mut stats = MediaStats {
-        new_references: register_references(&mut store, corp_id, corp_dir)?,
+        new_references: register_references(&mut store, corp_id, out)?,
         ..MediaStats::default()
     };
     let mut todo = Vec::new();
@@ -349,7 +353,7 @@ pub fn run_corp(
                 let result = worker(
                     state_path,
                     corp_id,
-                    corp_dir,
+                    out,
                     options,
                     make_source,
                     on_bytes,
@@ -369,10 +373,10 @@ pub fn run_corp(
         return Err(e);
     }
     let rows = store.media_refs(corp_id)?;
-    table::write_table(corp_dir, &rows).map_err(|source| MediaError::Io {
+    table::write_table(out, corp_id, &rows).map_err(|source| MediaError::Io {
         corp_id: corp_id.to_owned(),
         sdkfileid: String::new(),
-        path: corp_dir.join(crate::sink::layout::MEDIA_TABLE_DIR),
+        path: crate::sink::layout::corp_media_files(out, corp_id),
         source,
     })?;
     let mut stats = stats.into_inner().expect("stats lock");
@@ -384,7 +388,7 @@ pub fn run_corp(
 fn worker(
     state_path: &Path,
     corp_id: &str,
-    corp_dir: &Path,
+    out: &Path,
     options: &MediaOptions,
     make_source: &(dyn Fn() -> Result<Box<dyn MediaSource>, ChunkError> + Sync),
     on_bytes: &(dyn Fn(u64) + Sync),
@@ -395,7 +399,7 @@ fn worker(
     // Each worker has its own connection (SQLite in WAL mode serialises the writes).
     let store = StateStore::open(state_path)?;
     let mut source: Option<Box<dyn MediaSource>> = None;
-    let mut dl = Downloader::new(corp_id, corp_dir, &store, options.download.clone())
+    let mut dl = Downloader::new(corp_id, out, &store, options.download.clone())
         .with_stop(stop)
         .on_bytes(|n| {
             on_bytes(n);

@@ -1,5 +1,6 @@
 //! Names of media files: the partial download of an `sdkfileid` and a safe extension. Where
-//! they live (`media/<2 hex>/<sha256>.<ext>`, `media/.partial/`) is [`crate::sink::layout`]'s.
+//! they live (`media/corp_id=<corp>/<2 hex>/<sha256>.<ext>`, its `.partial/`) is
+//! [`crate::sink::layout`]'s.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +9,11 @@ use crate::source::media::hex;
 
 /// The temporary file of `sdkfileid`: named by a hash of the id (ids are long and arbitrary
 /// text), hidden, and never a final name.
-pub fn partial_path(corp_dir: &Path, sdkfileid: &str) -> PathBuf {
+/// `corp_media` is the corp's media folder ([`layout::corp_media`]).
+pub fn partial_path(corp_media: &Path, sdkfileid: &str) -> PathBuf {
     let h = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sdkfileid.as_bytes());
     let name = hex(&h.as_ref()[..16]);
-    layout::media_partial_dir(corp_dir).join(format!(".{name}.part"))
+    layout::media_partial_dir(corp_media).join(format!(".{name}.part"))
 }
 
 /// A safe extension for a file of `kind` announced with `ext`: the announced one when it is
@@ -45,8 +47,8 @@ mod tests {
         assert_eq!(extension("image", None), "jpg");
         assert_eq!(extension("voice", Some("")), "amr");
         assert_eq!(extension("emotion", Some("png")), "png");
-        let p = partial_path(Path::new("/o/corp_id=ww1"), "id/../x");
-        assert!(p.starts_with("/o/corp_id=ww1/media/.partial"));
+        let p = partial_path(Path::new("/o/media/corp_id=ww1"), "id/../x");
+        assert!(p.starts_with("/o/media/corp_id=ww1/.partial"));
         assert!(p.file_name().unwrap().to_str().unwrap().starts_with('.'));
     }
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
-    ListBuilder, StringBuilder, TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
+    Decimal128Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -20,18 +21,29 @@ use super::message::{ChatMessage, Payload};
 const LIST_ITEM: &str = "item";
 /// Timezone of `msgtime`: WeCom sends UTC milliseconds.
 const UTC: &str = "UTC";
+/// The version of the table schemas (messages, media files), recorded in every Parquet file's
+/// key-value metadata under [`crate::sink::layout::SCHEMA_VERSION_KEY`]. Version 1 (releases
+/// before the lake layout) had unsigned integer columns; version 2 has none, since Delta Lake,
+/// Iceberg, Hive, Spark and StarRocks have no unsigned types.
+pub const SCHEMA_VERSION: u32 = 2;
+/// `meetingid` is an unsigned 64-bit number in WeCom's JSON: Decimal(20, 0) holds all of it.
+pub const MEETINGID_TYPE: DataType = DataType::Decimal128(20, 0);
+/// The largest seq the Int64 `seq` column holds; a record above it is a dead letter.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+/// The largest key version the Int32 `publickey_ver` column holds.
+pub const MAX_PUBLICKEY_VER: u32 = i32::MAX as u32;
 
 /// Every column of [`chat_schema`], in order: `(name, Arrow type, meaning)`. Meant for generating and checking the
 /// README's column table; `null` means the column is nullable.
 pub const COLUMNS_DOC: &[(&str, &str, &str)] = &[
-    ("seq", "UInt64 not null", "Position of the record in the archive (GetChatData `seq`); the checkpoint cursor."),
+    ("seq", "Int64 not null", "Position of the record in the archive (GetChatData `seq`); the checkpoint cursor."),
     ("msgid", "Utf8 not null", "Message id; unique per message, the dedupe key."),
-    ("publickey_ver", "UInt32 not null", "Version of the RSA key pair that wrapped the message key."),
+    ("publickey_ver", "Int32 not null", "Version of the RSA key pair that wrapped the message key."),
     ("action", "Utf8 not null", "`send`, `recall` or `switch` (empty if absent)."),
     ("from", "Utf8 null", "Sender: userid, external_userid (`wo…`/`wm…`) or robot (`wb…`); null for switch records."),
     ("tolist", "List<Utf8 not null> not null", "Receivers (list item field `item`); empty for switch records."),
     ("roomid", "Utf8 null", "Group chat id (`wr…`); null for 1:1 chats (WeCom's `\"\"` is stored as null)."),
-    ("msgtime", "Timestamp(ms, UTC) null", "Message time; for switch records their `time`."),
+    ("msgtime", "Timestamp(ms, UTC) null", "Message time (UTC); for switch records their `time`. The `date=` partition is its local day in the configured `tz`."),
     ("msgtype", "Utf8 not null", "Message type as sent (unknown types included); `switch` for switch records."),
     ("content", "Utf8 null", "Text of text, markdown (`info.content`) and todo messages."),
     (
@@ -44,19 +56,19 @@ pub const COLUMNS_DOC: &[(&str, &str, &str)] = &[
     ("md5sum", "Utf8 null", "MD5 of that media as sent (may be empty)."),
     (
         "filesize",
-        "UInt64 null",
+        "Int64 null",
         "Media size in bytes: image/video/file/voip_doc_share `filesize`, voice `voice_size`, emotion `imagesize`.",
     ),
     ("filename", "Utf8 null", "File name of file, voip_doc_share and qydiskfile messages."),
     ("fileext", "Utf8 null", "Extension declared by file messages (`file.fileext`)."),
-    ("play_length", "UInt32 null", "Duration in seconds of voice and video messages."),
+    ("play_length", "Int32 null", "Duration in seconds of voice and video messages."),
     ("link_url", "Utf8 null", "URL of link and docmsg messages."),
     ("pre_msgid", "Utf8 null", "Recalled message of revoke messages (may be in an earlier batch)."),
     ("user", "Utf8 null", "User of switch records; userid of agree/disagree messages."),
-    ("meetingid", "UInt64 null", "Meeting id of meeting messages (u64: exceeds i64), numeric meeting_notification id."),
+    ("meetingid", "Decimal(20,0) null", "Meeting id of meeting messages, numeric meeting_notification id (an unsigned 64-bit number: it can exceed Int64)."),
     (
         "media_count",
-        "UInt32 not null",
+        "Int32 not null",
         "Number of downloadable media files (sdkfileid) in the message, including inside mixed/chatrecord items.",
     ),
     ("raw_json", "Utf8 not null", "The exact decrypted plaintext: every field, also of unknown types."),
@@ -75,9 +87,9 @@ fn tolist_item_field() -> Arc<Field> {
 fn build_schema() -> SchemaRef {
     let utf8 = |name: &str| Field::new(name, DataType::Utf8, true);
     Arc::new(Schema::new(vec![
-        Field::new("seq", DataType::UInt64, false),
+        Field::new("seq", DataType::Int64, false),
         Field::new("msgid", DataType::Utf8, false),
-        Field::new("publickey_ver", DataType::UInt32, false),
+        Field::new("publickey_ver", DataType::Int32, false),
         Field::new("action", DataType::Utf8, false),
         utf8("from"),
         Field::new("tolist", DataType::List(tolist_item_field()), false),
@@ -92,15 +104,15 @@ fn build_schema() -> SchemaRef {
         utf8("title"),
         utf8("sdkfileid"),
         utf8("md5sum"),
-        Field::new("filesize", DataType::UInt64, true),
+        Field::new("filesize", DataType::Int64, true),
         utf8("filename"),
         utf8("fileext"),
-        Field::new("play_length", DataType::UInt32, true),
+        Field::new("play_length", DataType::Int32, true),
         utf8("link_url"),
         utf8("pre_msgid"),
         utf8("user"),
-        Field::new("meetingid", DataType::UInt64, true),
-        Field::new("media_count", DataType::UInt32, false),
+        Field::new("meetingid", MEETINGID_TYPE, true),
+        Field::new("media_count", DataType::Int32, false),
         Field::new("raw_json", DataType::Utf8, false),
     ]))
 }
@@ -263,9 +275,9 @@ impl<'a> Typed<'a> {
 /// Column builders are appended row by row, so a batch costs one copy of each value and no intermediate rows.
 #[derive(Debug)]
 pub struct ChatBatchBuilder {
-    seq: UInt64Builder,
+    seq: Int64Builder,
     msgid: StringBuilder,
-    publickey_ver: UInt32Builder,
+    publickey_ver: Int32Builder,
     action: StringBuilder,
     from: StringBuilder,
     tolist: ListBuilder<StringBuilder>,
@@ -276,15 +288,15 @@ pub struct ChatBatchBuilder {
     title: StringBuilder,
     sdkfileid: StringBuilder,
     md5sum: StringBuilder,
-    filesize: UInt64Builder,
+    filesize: Int64Builder,
     filename: StringBuilder,
     fileext: StringBuilder,
-    play_length: UInt32Builder,
+    play_length: Int32Builder,
     link_url: StringBuilder,
     pre_msgid: StringBuilder,
     user: StringBuilder,
-    meetingid: UInt64Builder,
-    media_count: UInt32Builder,
+    meetingid: Decimal128Builder,
+    media_count: Int32Builder,
     raw_json: StringBuilder,
 }
 
@@ -303,9 +315,9 @@ impl ChatBatchBuilder {
             StringBuilder::with_capacity(rows, rows.saturating_mul(bytes_per_row))
         };
         Self {
-            seq: UInt64Builder::with_capacity(rows),
+            seq: Int64Builder::with_capacity(rows),
             msgid: str_col(32),
-            publickey_ver: UInt32Builder::with_capacity(rows),
+            publickey_ver: Int32Builder::with_capacity(rows),
             action: str_col(4),
             from: str_col(24),
             tolist: ListBuilder::with_capacity(
@@ -320,24 +332,27 @@ impl ChatBatchBuilder {
             title: str_col(8),
             sdkfileid: str_col(16),
             md5sum: str_col(8),
-            filesize: UInt64Builder::with_capacity(rows),
+            filesize: Int64Builder::with_capacity(rows),
             filename: str_col(4),
             fileext: str_col(1),
-            play_length: UInt32Builder::with_capacity(rows),
+            play_length: Int32Builder::with_capacity(rows),
             link_url: str_col(4),
             pre_msgid: str_col(1),
             user: str_col(1),
-            meetingid: UInt64Builder::with_capacity(rows),
-            media_count: UInt32Builder::with_capacity(rows),
+            meetingid: Decimal128Builder::with_capacity(rows).with_data_type(MEETINGID_TYPE),
+            media_count: Int32Builder::with_capacity(rows),
             raw_json: str_col(400),
         }
     }
 
     /// Appends one message as a row. `raw_json` is the exact decrypted plaintext the message was parsed from.
     pub fn append(&mut self, seq: u64, publickey_ver: u32, raw_json: &str, msg: &ChatMessage) {
-        self.seq.append_value(seq);
+        // `transform::decode` sends records whose seq or key version do not fit to the dead
+        // letters, so these conversions are exact.
+        debug_assert!(seq <= MAX_SEQ && publickey_ver <= MAX_PUBLICKEY_VER);
+        self.seq.append_value(seq as i64);
         self.msgid.append_value(&msg.msgid);
-        self.publickey_ver.append_value(publickey_ver);
+        self.publickey_ver.append_value(publickey_ver as i32);
         self.action.append_value(&msg.action);
         self.from.append_option(msg.from.as_deref());
         for to in &msg.tolist {
@@ -353,16 +368,19 @@ impl ChatBatchBuilder {
         self.title.append_option(t.title);
         self.sdkfileid.append_option(t.sdkfileid);
         self.md5sum.append_option(t.md5sum);
-        self.filesize.append_option(t.filesize);
+        // A size or length beyond the signed range is no real file: null (`raw_json` keeps it).
+        self.filesize
+            .append_option(t.filesize.and_then(|v| i64::try_from(v).ok()));
         self.filename.append_option(t.filename);
         self.fileext.append_option(t.fileext);
-        self.play_length.append_option(t.play_length);
+        self.play_length
+            .append_option(t.play_length.and_then(|v| i32::try_from(v).ok()));
         self.link_url.append_option(t.link_url);
         self.pre_msgid.append_option(t.pre_msgid);
         self.user.append_option(t.user);
-        self.meetingid.append_option(t.meetingid);
+        self.meetingid.append_option(t.meetingid.map(i128::from));
         self.media_count
-            .append_value(u32::try_from(msg.media_count()).unwrap_or(u32::MAX));
+            .append_value(i32::try_from(msg.media_count()).unwrap_or(i32::MAX));
         self.raw_json.append_value(raw_json);
     }
 

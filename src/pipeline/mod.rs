@@ -36,13 +36,13 @@ use crate::source::{Item, Rejected, Source, SourceError, MAX_PAGE};
 use crate::state::{Rename, StateError, StateStore};
 use transform::{decode, Decoded};
 
-/// How rows are laid out under the output directory.
+/// How rows are laid out under the output root (the names are [`layout`]'s).
 #[derive(Debug, Clone)]
 pub enum Layout {
-    /// `part-<first>-<last>.parquet` directly under the output directory (`decrypt`).
+    /// No partitions: `messages/part-….parquet` and `dead_letters/dead-….jsonl` (`decrypt`).
     Flat,
-    /// Hive partitions `corp_id=<corp>/date=<YYYY-MM-DD>/part-<first>-<last>.parquet`, the date
-    /// of `msgtime` in `tz`; dead letters under `corp_id=<corp>/dead_letter/`.
+    /// Hive partitions `messages/corp_id=<corp>/date=<YYYY-MM-DD>/part-….parquet`, the date of
+    /// `msgtime` in `tz`; dead letters under `dead_letters/corp_id=<corp>/`.
     Hive {
         /// The corp (also the checkpoint key).
         corp_id: String,
@@ -52,11 +52,19 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// The directory, relative to the output root, that holds this layout's dead letters.
-    pub fn dead_letter_root(&self, out: &Path) -> PathBuf {
+    /// The folder of this layout's dead letters under the output root `out`.
+    pub fn dead_letter_dir(&self, out: &Path) -> PathBuf {
         match self {
-            Layout::Flat => out.to_owned(),
-            Layout::Hive { corp_id, .. } => layout::corp_dir(out, corp_id),
+            Layout::Flat => layout::dead_letters_root(out),
+            Layout::Hive { corp_id, .. } => layout::corp_dead_letters(out, corp_id),
+        }
+    }
+
+    /// The folder of this layout's message files under the output root `out`.
+    pub fn messages_dir(&self, out: &Path) -> PathBuf {
+        match self {
+            Layout::Flat => layout::messages_root(out),
+            Layout::Hive { corp_id, .. } => layout::corp_messages(out, corp_id),
         }
     }
 
@@ -267,7 +275,11 @@ pub fn run(
     };
     let mut from_seq = None;
     if let Some(store) = state.as_deref_mut() {
-        recover::recover(store, &corp, &layout.dead_letter_root(dir))?;
+        recover::recover(
+            store,
+            &corp,
+            &[layout.messages_dir(dir), layout.dead_letter_dir(dir)],
+        )?;
         from_seq = store.checkpoint(&corp)?;
     }
     let floor = if options.replaying.is_empty() {
@@ -275,8 +287,8 @@ pub fn run(
     } else {
         None
     };
-    let sink = ParquetSink::new(dir, options.parquet.clone())?;
-    let dead = DeadLetterSink::new(&layout.dead_letter_root(dir));
+    let sink = ParquetSink::new(&layout::messages_root(dir), options.parquet.clone())?;
+    let dead = DeadLetterSink::new(&layout.dead_letter_dir(dir));
     let (raw_tx, raw_rx) = bounded::<Result<Chunk, SourceError>>(options.queue_chunks);
     let (done_tx, done_rx) = bounded::<(Vec<Outcome>, u64, u64)>(options.queue_chunks);
     let writer = Writer {

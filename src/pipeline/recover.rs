@@ -6,15 +6,16 @@
 //! * Temporaries that were never journaled belong to a commit that never happened: the records
 //!   in them are after the checkpoint and will be fetched again, so the files are deleted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::sink::atomic::publish;
 use crate::state::StateStore;
 
 use super::RunError;
 
-/// Rolls `corp_id`'s journal forward and removes stray temporaries under `corp_dir`.
-pub fn recover(store: &mut StateStore, corp_id: &str, corp_dir: &Path) -> Result<(), RunError> {
+/// Rolls `corp_id`'s journal forward and removes stray temporaries under each of `dirs` (the
+/// corp's folders in the tables it writes).
+pub fn recover(store: &mut StateStore, corp_id: &str, dirs: &[PathBuf]) -> Result<(), RunError> {
     for pending in store.pending_commits(corp_id)? {
         tracing::info!(
             corp_id,
@@ -32,7 +33,9 @@ pub fn recover(store: &mut StateStore, corp_id: &str, corp_dir: &Path) -> Result
         }
         store.complete_commit(pending.id)?;
     }
-    remove_stray_temporaries(corp_dir);
+    for dir in dirs {
+        remove_stray_temporaries(dir);
+    }
     Ok(())
 }
 
@@ -47,7 +50,7 @@ fn remove_stray_temporaries(dir: &Path) {
         let name = name.to_string_lossy();
         match entry.file_type() {
             Ok(t) if t.is_dir() => remove_stray_temporaries(&path),
-            Ok(_) if name.starts_with('.') && name.ends_with(".tmp") => {
+            Ok(_) if crate::sink::layout::is_temporary(&name) => {
                 tracing::debug!(path = %path.display(), "removing an uncommitted temporary");
                 let _ = std::fs::remove_file(&path);
             }

@@ -7,6 +7,7 @@ use crate::crypto::message;
 use crate::error::{RecordError, RecordErrorKind};
 use crate::model::message::{parse, ChatMessage};
 use crate::model::record::EncryptedRecord;
+use crate::model::schema::{MAX_PUBLICKEY_VER, MAX_SEQ};
 
 /// A record that decrypted to a chat message.
 #[derive(Debug, Clone)]
@@ -32,6 +33,21 @@ pub fn decode(keyring: &Keyring, rec: &EncryptedRecord) -> Result<Decoded, Recor
         line: None,
         kind,
     };
+    // The table's columns are signed (lake engines have no unsigned types): a record that
+    // would not fit is named in the dead letters rather than written wrong.
+    if rec.seq > MAX_SEQ {
+        return Err(fail(RecordErrorKind::Malformed(format!(
+            "seq {} exceeds {MAX_SEQ}, the largest the Int64 `seq` column holds",
+            rec.seq
+        ))));
+    }
+    if rec.publickey_ver > MAX_PUBLICKEY_VER {
+        return Err(fail(RecordErrorKind::Malformed(format!(
+            "publickey_ver {} exceeds {MAX_PUBLICKEY_VER}, the largest the Int32 \
+             `publickey_ver` column holds",
+            rec.publickey_ver
+        ))));
+    }
     let encrypt_key = keyring
         .unwrap(rec.publickey_ver, &rec.encrypt_random_key)
         .map_err(|e| fail(e.into()))?;

@@ -198,6 +198,8 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
         .clone()
         .ok_or_else(|| ServeError::Config("no [callback] section".into()))?;
     let clock = options.clock;
+    crate::migrate::refuse_legacy(&config.out_dir())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = SharedState::new(StateStore::open(&config.state_path())?);
     let metrics = Arc::new(Metrics::new());
     let tokens: Arc<dyn TokenStore> = Arc::new(CountingTokenStore {

@@ -89,10 +89,10 @@ struct OpenFile {
 }
 
 impl DeadLetterSink {
-    /// Dead letters will go under `out_dir/dead_letter/`.
-    pub fn new(out_dir: &Path) -> Self {
+    /// Dead letters will go in the folder `dir` (see `pipeline::Layout::dead_letter_dir`).
+    pub fn new(dir: &Path) -> Self {
         DeadLetterSink {
-            dir: out_dir.join(layout::DEAD_LETTER_DIR),
+            dir: dir.to_owned(),
             open: None,
             total: 0,
             committed: Vec::new(),

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, StringArray, UInt64Array};
+use arrow_array::{Array, Int64Array, StringArray, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -88,10 +88,25 @@ impl Inventory {
     }
 }
 
-/// Reads every committed Parquet file and dead letter under `dir`.
-pub fn scan(dir: &Path) -> Result<Inventory, InventoryError> {
+/// Reads every committed Parquet file of the messages table and every dead letter under the
+/// output root `out` (both tables are optional: a run may not have written one yet).
+pub fn scan(out: &Path) -> Result<Inventory, InventoryError> {
+    scan_dirs(&[layout::messages_root(out), layout::dead_letters_root(out)])
+}
+
+/// [`scan`] restricted to one corp's folders.
+pub fn scan_corp(out: &Path, corp_id: &str) -> Result<Inventory, InventoryError> {
+    scan_dirs(&[
+        layout::corp_messages(out, corp_id),
+        layout::corp_dead_letters(out, corp_id),
+    ])
+}
+
+fn scan_dirs(dirs: &[PathBuf]) -> Result<Inventory, InventoryError> {
     let mut inv = Inventory::default();
-    walk(dir, &mut inv)?;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        walk(dir, &mut inv)?;
+    }
     inv.seqs.sort_unstable();
     inv.dead_seqs.sort_unstable();
     Ok(inv)
@@ -110,13 +125,12 @@ fn walk(dir: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
     for e in entries {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().map_err(io)?.is_dir() {
-            // Downloaded media and the media table are not message rows.
-            if name != layout::MEDIA_DIR && name != layout::MEDIA_TABLE_DIR {
-                walk(&path, inv)?;
-            }
-        } else if name.starts_with('.') && name.ends_with(".tmp") {
+        if layout::is_temporary(&name) {
             inv.temporaries += 1;
+        } else if layout::is_hidden(&name) {
+            // Readers skip these; so does the inventory.
+        } else if e.file_type().map_err(io)?.is_dir() {
+            walk(&path, inv)?;
         } else if name.ends_with(".parquet") {
             read_parquet(&path, inv)?;
         } else if layout::is_dead_letter_file(&path) {
@@ -147,13 +161,14 @@ fn read_parquet(path: &Path, inv: &mut Inventory) -> Result<(), InventoryError> 
     let partition = layout::partition_of(path);
     for batch in reader {
         let batch = batch.map_err(|e| pq(e.into()))?;
-        let seq = batch
-            .column_by_name("seq")
-            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
+        let seq = batch.column_by_name("seq");
         let msgtype = batch
             .column_by_name("msgtype")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        if let Some(seq) = seq {
+        // Int64 since schema version 2; UInt64 in files of earlier releases.
+        if let Some(seq) = seq.and_then(|c| c.as_any().downcast_ref::<Int64Array>()) {
+            inv.seqs.extend(seq.iter().flatten().map(|s| s as u64));
+        } else if let Some(seq) = seq.and_then(|c| c.as_any().downcast_ref::<UInt64Array>()) {
             inv.seqs.extend(seq.iter().flatten());
         }
         if let Some(t) = msgtype {

@@ -1,5 +1,5 @@
-//! Parquet output: zstd-compressed files named by the seq range they hold,
-//! `part-<first_seq>-<last_seq>.parquet`, that appear only once complete and fsynced.
+//! Parquet output: zstd-compressed files named by the seq range they hold
+//! ([`layout::part_file`]), that appear only once complete and fsynced.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::atomic::{AtomicFile, Prepared};
-use crate::model::schema::chat_schema;
+use super::layout;
+use crate::model::schema::{chat_schema, SCHEMA_VERSION};
 
 /// Tuning of the Parquet output.
 #[derive(Debug, Clone)]
@@ -21,8 +23,6 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// zstd level (1..=22).
     pub zstd_level: i32,
-    /// File names are `<prefix>-<first_seq>-<last_seq>.parquet`.
-    pub file_prefix: String,
 }
 
 impl Default for ParquetOptions {
@@ -31,8 +31,25 @@ impl Default for ParquetOptions {
             rows_per_file: 1_000_000,
             row_group_rows: 64 * 1024,
             zstd_level: 3,
-            file_prefix: "part".to_string(),
         }
+    }
+}
+
+impl ParquetOptions {
+    /// The writer properties of every Parquet file the tool writes (messages, compacted parts,
+    /// the media table): zstd, row groups of [`Self::row_group_rows`], the tool as `created_by`,
+    /// and the schema version in the key-value metadata.
+    pub fn writer_properties(&self) -> Result<WriterProperties, parquet::errors::ParquetError> {
+        let level = ZstdLevel::try_new(self.zstd_level)?;
+        Ok(WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_size(self.row_group_rows)
+            .set_created_by(format!("wecom-archive {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                layout::SCHEMA_VERSION_KEY.to_owned(),
+                SCHEMA_VERSION.to_string(),
+            )]))
+            .build())
     }
 }
 
@@ -156,12 +173,7 @@ impl ParquetSink {
             let dir = self.dir.join(partition);
             super::atomic::create_dir_durable(&dir).map_err(|e| self.io(e))?;
             let file = AtomicFile::create(&dir, "part", "parquet").map_err(|e| self.io(e))?;
-            let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| self.pq(e))?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(level))
-                .set_max_row_group_size(self.options.row_group_rows)
-                .set_created_by(format!("wecom-archive {}", env!("CARGO_PKG_VERSION")))
-                .build();
+            let props = self.options.writer_properties().map_err(|e| self.pq(e))?;
             let writer =
                 ArrowWriter::try_new(file, chat_schema(), Some(props)).map_err(|e| self.pq(e))?;
             self.open.insert(
@@ -198,12 +210,12 @@ impl ParquetSink {
         let mut out = Vec::with_capacity(open.len());
         for (_, part) in open {
             let file = part.writer.into_inner().map_err(|e| self.pq(e))?;
-            let (prefix, first, last) = (&self.options.file_prefix, part.first_seq, part.last_seq);
-            let mut name = super::layout::part_file(prefix, first, last);
+            let (first, last) = (part.first_seq, part.last_seq);
+            let mut name = layout::part_file(first, last);
             // A file of this seq range is already there (another dump decrypted into the same
             // folder, or a range fetched twice): keep it and add this one beside it.
             if file.dir().join(&name).exists() {
-                name = super::layout::part_file_distinct(prefix, first, last, file.token());
+                name = layout::part_file_distinct(first, last, file.token());
             }
             let prepared = file.prepare(&name).map_err(|e| self.io(e))?;
             out.push(PreparedPart {

@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS commit_journal (
 );
 ";
 
+/// `last_seq` of a journal entry that moves no checkpoint (seqs are never negative).
+const MAINTENANCE: i64 = -1;
+
 /// One rename of a journaled commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rename {
@@ -167,7 +170,26 @@ impl StateStore {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Journals a maintenance step (migration, compaction): renames that publish new files and
+    /// retire old ones, rolled forward after a crash like a commit's, but moving no checkpoint.
+    /// Returns the journal id, for [`Self::complete_commit`].
+    pub fn journal_maintenance(
+        &self,
+        corp_id: &str,
+        renames: &[Rename],
+    ) -> Result<i64, StateError> {
+        let json = serde_json::to_string(renames).expect("journal paths always encode");
+        self.conn
+            .execute(
+                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
+                params![corp_id, MAINTENANCE, json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
     /// Step 3 of a commit: moves the checkpoint (never backwards) and clears the journal entry.
+    /// For a maintenance entry it only clears the entry.
     pub fn complete_commit(&mut self, id: i64) -> Result<(), StateError> {
         let path = self.path.clone();
         let err = |source| StateError {
@@ -182,12 +204,14 @@ impl StateStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(err)?;
-        tx.execute(
-            "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(corp_id) DO UPDATE SET last_seq = max(last_seq, ?2), updated_at = ?3",
-            params![corp_id, last_seq, now_unix()],
-        )
-        .map_err(err)?;
+        if last_seq != MAINTENANCE {
+            tx.execute(
+                "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(corp_id) DO UPDATE SET last_seq = max(last_seq, ?2), updated_at = ?3",
+                params![corp_id, last_seq, now_unix()],
+            )
+            .map_err(err)?;
+        }
         tx.execute("DELETE FROM commit_journal WHERE id = ?1", [id])
             .map_err(err)?;
         tx.commit().map_err(err)
@@ -279,6 +303,25 @@ mod tests {
         assert_eq!(pending[0].renames, r);
         assert_eq!(pending[1].renames[0].dest, PathBuf::from("/o/a"));
         let _ = s.complete_commit(pending[0].id);
+    }
+
+    #[test]
+    fn maintenance_entries_roll_forward_without_moving_a_checkpoint() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        let r = vec![Rename {
+            tmp: "a.tmp".into(),
+            dest: "a".into(),
+        }];
+        let c = s.journal_commit("ww1", 7, &[]).unwrap();
+        s.complete_commit(c).unwrap();
+        let m = s.journal_maintenance("ww1", &r).unwrap();
+        let n = s.journal_maintenance("ww2", &r).unwrap();
+        assert_eq!(s.pending_commits("ww1").unwrap()[0].renames, r);
+        s.complete_commit(m).unwrap();
+        s.complete_commit(n).unwrap();
+        assert_eq!(s.checkpoint("ww1").unwrap(), Some(7));
+        assert_eq!(s.checkpoint("ww2").unwrap(), None);
+        assert!(s.pending_commits("ww1").unwrap().is_empty());
     }
 
     #[test]

@@ -269,6 +269,47 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Moves `corp_id`'s media bookkeeping to a new output layout (`migrate`): final paths of
+    /// the form `media/<2 hex>/…` (relative to the corp's old folder) become `new_prefix/<2
+    /// hex>/…` (relative to the output root); temporary paths starting with `old_partial` start
+    /// with `new_partial`; scanned Parquet files are renamed as `scanned` says. Idempotent: a
+    /// path already moved is left alone. One transaction.
+    pub fn relocate_media(
+        &mut self,
+        corp_id: &str,
+        new_prefix: &str,
+        old_partial: &str,
+        new_partial: &str,
+        scanned: &[(String, String)],
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "UPDATE media_file SET path = ?2 || substr(path, length('media/') + 1)
+             WHERE corp_id = ?1 AND path LIKE 'media/%' AND substr(path, 1, length(?2)) != ?2",
+            params![corp_id, format!("{new_prefix}/")],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "UPDATE media_file SET tmp_path = ?3 || substr(tmp_path, length(?2) + 1)
+             WHERE corp_id = ?1 AND substr(tmp_path, 1, length(?2)) = ?2",
+            params![corp_id, old_partial, new_partial],
+        )
+        .map_err(err)?;
+        for (old, new) in scanned {
+            tx.execute(
+                "UPDATE OR IGNORE media_scanned SET file = ?3 WHERE corp_id = ?1 AND file = ?2",
+                params![corp_id, old, new],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     /// The state of one media file.
     pub fn media_file(
         &self,

@@ -189,6 +189,18 @@ impl StateStore {
         }
     }
 
+    /// Writes everything in the write-ahead log into the database file and empties the log, then
+    /// closes: afterwards the one file holds all of the state and may be moved (`migrate`).
+    pub fn close_into_one_file(self) -> Result<(), StateError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.err(e))?;
+        let path = self.path.clone();
+        self.conn
+            .close()
+            .map_err(|(_, source)| StateError { path, source })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

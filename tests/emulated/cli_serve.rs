@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::serve::*;
 use wecom_archive::emulator::sender::{msgaudit_notify_xml, CallbackSender};
-use wecom_archive::sink::inventory::scan;
+use wecom_archive::sink::inventory::scan_corp;
+use wecom_archive::sink::layout;
 use wecom_archive::state::StateStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
@@ -138,7 +139,7 @@ fn signal_and_wait(s: &mut Served, signal: i32) -> std::process::ExitStatus {
 }
 
 fn seqs(out: &Path) -> BTreeSet<u64> {
-    let inv = scan(&out.join(format!("corp_id={SIM_CORP}"))).unwrap();
+    let inv = scan_corp(out, SIM_CORP).unwrap();
     assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
     inv.seqs.iter().chain(&inv.dead_seqs).copied().collect()
 }
@@ -211,7 +212,7 @@ async fn serve_pulls_at_start_and_on_notify_then_stops_on_sigint() {
 
     let out = dir.path().join("archive");
     assert_eq!(seqs(&out), (1..=3000).collect());
-    let store = StateStore::open(&out.join("state.sqlite")).unwrap();
+    let store = StateStore::open(&layout::state_path(&out)).unwrap();
     let runs = store.runs(SIM_CORP, 10).unwrap();
     assert_eq!(runs.len(), 2);
     assert!(runs.iter().all(|r| r.outcome == "ok"), "{runs:?}");
@@ -223,7 +224,7 @@ async fn sigterm_during_a_pull_commits_the_batch_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), 2_000_000, 1000);
     let mut s = spawn(&cfg);
-    let state = dir.path().join("archive/state.sqlite");
+    let state = layout::state_path(&dir.path().join("archive"));
     // Wait until the start-up pull has committed at least once, then stop it mid-way.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -300,7 +301,7 @@ async fn logs_never_show_secrets() {
         1,
     )
     .await;
-    let state = dir.path().join("archive/state.sqlite");
+    let state = layout::state_path(&dir.path().join("archive"));
     let deadline = Instant::now() + Duration::from_secs(30);
     let pc = loop {
         let corp = StateStore::open(&state)
@@ -364,8 +365,9 @@ async fn serve_downloads_media_after_each_pull_when_configured() {
     let status = signal_and_wait(&mut s, libc::SIGTERM);
     assert!(status.success(), "{status}");
 
-    let corp_dir = dir.path().join(format!("archive/corp_id={SIM_CORP}"));
-    let file = std::fs::File::open(corp_dir.join("media_table/media.parquet")).unwrap();
+    let table = layout::corp_media_files(&dir.path().join("archive"), SIM_CORP)
+        .join(layout::MEDIA_FILES_FILE);
+    let file = std::fs::File::open(table).unwrap();
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
         .build()
@@ -395,7 +397,7 @@ async fn sigkill_right_after_answers_loses_no_event_and_handles_each_once() {
     const N: i64 = 20;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), 10, 1000);
-    let db = dir.path().join("archive").join("state.sqlite");
+    let db = layout::state_path(&dir.path().join("archive"));
     let mut s = spawn(&cfg);
     let app = CallbackSender::new(APP_TOKEN, APP_AES, &s.base);
     let t0 = now();

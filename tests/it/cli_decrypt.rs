@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use arrow_array::{Array, StringArray, UInt64Array};
+use arrow_array::{Array, Int64Array, StringArray};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use wecom_archive::crypto::unwrap::WrapKey;
@@ -121,10 +121,11 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_wecom-archive"))
 }
 
+/// The rows `decrypt --out dir` wrote (in `dir/messages/`), by seq.
 fn read_parquet(dir: &Path) -> BTreeMap<u64, String> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut rows = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
+    for entry in std::fs::read_dir(dir.join("messages")).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "parquet") {
             let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
@@ -137,7 +138,7 @@ fn read_parquet(dir: &Path) -> BTreeMap<u64, String> {
                     .column_by_name("seq")
                     .unwrap()
                     .as_any()
-                    .downcast_ref::<UInt64Array>()
+                    .downcast_ref::<Int64Array>()
                     .unwrap()
                     .clone();
                 let raw = batch
@@ -149,7 +150,7 @@ fn read_parquet(dir: &Path) -> BTreeMap<u64, String> {
                     .clone();
                 for i in 0..batch.num_rows() {
                     assert!(
-                        rows.insert(seq.value(i), raw.value(i).to_string())
+                        rows.insert(seq.value(i) as u64, raw.value(i).to_string())
                             .is_none(),
                         "duplicate seq"
                     );
@@ -162,7 +163,7 @@ fn read_parquet(dir: &Path) -> BTreeMap<u64, String> {
 
 fn read_dead_letters(dir: &Path) -> Vec<Value> {
     let mut out = vec![];
-    let dl = dir.join("dead_letter");
+    let dl = dir.join("dead_letters");
     for entry in std::fs::read_dir(dl).unwrap() {
         let p = entry.unwrap().path();
         assert!(
@@ -257,7 +258,7 @@ fn decrypts_an_unseen_dump_with_two_key_versions_and_dead_letters_the_bad() {
         }
     }
     // No temporary files left behind.
-    for e in std::fs::read_dir(&out_dir).unwrap() {
+    for e in std::fs::read_dir(out_dir.join("messages")).unwrap() {
         let name = e.unwrap().file_name();
         assert!(!name.to_string_lossy().starts_with('.'), "{name:?}");
     }

@@ -57,12 +57,12 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The seqs of every Parquet row under `dir` (flat), with duplicates kept.
+/// The seqs of every Parquet row `decrypt --out dir` wrote, with duplicates kept.
 fn parquet_seqs(dir: &Path) -> Vec<u64> {
-    use arrow_array::{Array, UInt64Array};
+    use arrow_array::{Array, Int64Array};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut seqs = vec![];
-    for entry in std::fs::read_dir(dir).unwrap() {
+    for entry in std::fs::read_dir(dir.join("messages")).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "parquet") {
             let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
@@ -72,8 +72,8 @@ fn parquet_seqs(dir: &Path) -> Vec<u64> {
             for batch in reader {
                 let batch = batch.unwrap();
                 let col = batch.column_by_name("seq").unwrap();
-                let col = col.as_any().downcast_ref::<UInt64Array>().unwrap();
-                seqs.extend((0..col.len()).map(|i| col.value(i)));
+                let col = col.as_any().downcast_ref::<Int64Array>().unwrap();
+                seqs.extend((0..col.len()).map(|i| col.value(i) as u64));
             }
         }
     }
@@ -83,7 +83,7 @@ fn parquet_seqs(dir: &Path) -> Vec<u64> {
 
 fn dead_letters(dir: &Path) -> Vec<Value> {
     let mut out = vec![];
-    let Ok(entries) = std::fs::read_dir(dir.join("dead_letter")) else {
+    let Ok(entries) = std::fs::read_dir(dir.join("dead_letters")) else {
         return out;
     };
     for entry in entries {
@@ -222,7 +222,7 @@ fn decrypt_into_a_used_out_adds_files_and_never_replaces_one() {
     std::fs::write(&a, records(1, 10).join("\n")).unwrap();
     let o = decrypt(&a, &out, &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let first = out.join("part-1-10.parquet");
+    let first = out.join("messages/part-00000000000000000001-00000000000000000010.parquet");
     let before = std::fs::read(&first).unwrap();
     // Another dump with the same seq range (another corp's, say) into the same folder.
     let b = dir.path().join("b.jsonl");
@@ -246,11 +246,12 @@ fn decrypt_into_a_used_out_adds_files_and_never_replaces_one() {
 fn a_killed_decrypt_leaves_no_temporary_after_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    std::fs::create_dir_all(out.join("dead_letter")).unwrap();
+    std::fs::create_dir_all(out.join("dead_letters")).unwrap();
+    std::fs::create_dir_all(out.join("messages")).unwrap();
     // What a killed run leaves: temporaries named by a process that is gone.
     let stale = [
-        out.join(".part-7ffffffe0badf00d.parquet.tmp"),
-        out.join("dead_letter/.dead-7ffffffe0badf00d.jsonl.tmp"),
+        out.join("messages/.part-7ffffffe0badf00d.parquet.tmp"),
+        out.join("dead_letters/.dead-7ffffffe0badf00d.jsonl.tmp"),
     ];
     for p in &stale {
         std::fs::write(p, "half").unwrap();
@@ -297,5 +298,5 @@ fn a_non_utf8_output_path_works() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(out.join("corp_id=wwdemo0000000001").is_dir());
+    assert!(out.join("messages/corp_id=wwdemo0000000001").is_dir());
 }

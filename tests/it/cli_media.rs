@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, StringArray, UInt32Array, UInt64Array};
+use arrow_array::{Array, Int32Array, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use wecom_archive::sink::layout;
 use wecom_archive::state::{MediaStatus, StateStore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
@@ -57,8 +58,10 @@ struct Row {
     sha256: Option<String>,
 }
 
-fn media_table(corp_dir: &Path) -> Vec<Row> {
-    let f = std::fs::File::open(corp_dir.join("media_table/media.parquet")).unwrap();
+/// The media table of `CORP` under the output root `out`.
+fn media_table(out: &Path) -> Vec<Row> {
+    let table = layout::corp_media_files(out, CORP).join(layout::MEDIA_FILES_FILE);
+    let f = std::fs::File::open(table).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
         .unwrap()
         .build()
@@ -86,7 +89,7 @@ fn media_table(corp_dir: &Path) -> Vec<Row> {
             .column_by_name("size")
             .unwrap()
             .as_any()
-            .downcast_ref::<UInt64Array>()
+            .downcast_ref::<Int64Array>()
             .unwrap()
             .clone();
         let opt = |a: &StringArray, i| (!a.is_null(i)).then(|| a.value(i).to_owned());
@@ -97,7 +100,7 @@ fn media_table(corp_dir: &Path) -> Vec<Row> {
                 status: status.value(i).to_owned(),
                 md5: opt(&md5, i),
                 path: opt(&path, i),
-                size: (!size.is_null(i)).then(|| size.value(i)),
+                size: (!size.is_null(i)).then(|| size.value(i) as u64),
                 sha256: opt(&sha, i),
             });
         }
@@ -106,9 +109,9 @@ fn media_table(corp_dir: &Path) -> Vec<Row> {
 }
 
 /// msgid → media_count of every message row.
-fn messages_with_media(corp_dir: &Path) -> BTreeMap<String, u32> {
+fn messages_with_media(root: &Path) -> BTreeMap<String, u32> {
     let mut out = BTreeMap::new();
-    for date in std::fs::read_dir(corp_dir).unwrap() {
+    for date in std::fs::read_dir(layout::corp_messages(root, CORP)).unwrap() {
         let date = date.unwrap().path();
         if !date
             .file_name()
@@ -132,10 +135,10 @@ fn messages_with_media(corp_dir: &Path) -> BTreeMap<String, u32> {
                 let ids = b.column_by_name("msgid").unwrap();
                 let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
                 let n = b.column_by_name("media_count").unwrap();
-                let n = n.as_any().downcast_ref::<UInt32Array>().unwrap();
+                let n = n.as_any().downcast_ref::<Int32Array>().unwrap();
                 for i in 0..b.num_rows() {
                     if n.value(i) > 0 {
-                        out.insert(ids.value(i).to_owned(), n.value(i));
+                        out.insert(ids.value(i).to_owned(), n.value(i) as u32);
                     }
                 }
             }
@@ -149,10 +152,11 @@ fn sha256_hex(b: &[u8]) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every file under `media/` (outside `.partial`) is complete: named by its content's SHA-256.
-fn assert_final_files_complete(corp_dir: &Path) -> usize {
+/// Every file under `media/corp_id=…/` (outside `.partial`) is complete: named by its content's
+/// SHA-256.
+fn assert_final_files_complete(out: &Path) -> usize {
     let mut n = 0;
-    for shard in std::fs::read_dir(corp_dir.join("media")).unwrap() {
+    for shard in std::fs::read_dir(layout::corp_media(out, CORP)).unwrap() {
         let shard = shard.unwrap();
         if shard.file_name() == ".partial" {
             continue;
@@ -168,9 +172,9 @@ fn assert_final_files_complete(corp_dir: &Path) -> usize {
 }
 
 /// The whole media table is done and verified, and joins every message that has media.
-fn assert_all_media_verified(corp_dir: &Path) {
-    let rows = media_table(corp_dir);
-    let with_media = messages_with_media(corp_dir);
+fn assert_all_media_verified(out: &Path) {
+    let rows = media_table(out);
+    let with_media = messages_with_media(out);
     let mut per_msg = BTreeMap::<&str, u32>::new();
     for r in &rows {
         *per_msg.entry(&r.msgid).or_default() += 1;
@@ -181,7 +185,8 @@ fn assert_all_media_verified(corp_dir: &Path) {
             "ok"
         };
         assert_eq!(r.md5.as_deref(), Some(want), "{r:?}");
-        let path = corp_dir.join(r.path.as_ref().unwrap());
+        // `path` is relative to the output root.
+        let path = out.join(r.path.as_ref().unwrap());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(Some(bytes.len() as u64), r.size);
         assert_eq!(Some(sha256_hex(&bytes)), r.sha256);
@@ -194,8 +199,8 @@ fn assert_all_media_verified(corp_dir: &Path) {
     assert_eq!(per_msg, with_media);
     let kinds: BTreeSet<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
     assert!(kinds.len() >= 5, "{kinds:?}");
-    assert_final_files_complete(corp_dir);
-    let partial: Vec<_> = std::fs::read_dir(corp_dir.join("media/.partial"))
+    assert_final_files_complete(out);
+    let partial: Vec<_> = std::fs::read_dir(layout::corp_media(out, CORP).join(".partial"))
         .map(|d| d.flatten().filter(|e| e.file_name() != ".lock").collect())
         .unwrap_or_default();
     assert!(partial.is_empty(), "{partial:?}");
@@ -208,7 +213,7 @@ fn pull_with_media_downloads_every_reference_verified_and_joined() {
     let text = run(&cfg, &["pull", "--once", "--media", "--concurrency", "3"]);
     assert!(text.contains("1200 records in"), "{text}");
     assert!(text.contains("0 failed, 0 failed permanently"), "{text}");
-    let corp_dir = dir.path().join(format!("archive/corp_id={CORP}"));
+    let corp_dir = dir.path().join("archive");
     assert_all_media_verified(&corp_dir);
     // Media files are not message rows: inspect still counts 1200.
     let inv = wecom_archive::sink::inventory::scan(&dir.path().join("archive")).unwrap();
@@ -236,7 +241,7 @@ fn types_and_max_size_select_what_is_downloaded() {
         &cfg,
         &["media", "--types", "image,file", "--max-size", "40000"],
     );
-    let corp_dir = dir.path().join(format!("archive/corp_id={CORP}"));
+    let corp_dir = dir.path().join("archive");
     let rows = media_table(&corp_dir);
     assert!(rows.iter().any(|r| r.status == "done"));
     for r in &rows {
@@ -264,8 +269,8 @@ fn a_killed_media_run_resumes_and_ends_verified() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), 3000);
     run(&cfg, &["pull", "--once"]);
-    let state = dir.path().join("archive/state.sqlite");
-    let corp_dir = dir.path().join(format!("archive/corp_id={CORP}"));
+    let state = layout::state_path(&dir.path().join("archive"));
+    let corp_dir = dir.path().join("archive");
     let mut child = Command::new(BIN)
         .args(["media", "--concurrency", "2", "--config"])
         .arg(&cfg)
@@ -310,7 +315,7 @@ fn the_config_media_section_downloads_on_pull() {
     .unwrap();
     let out = run(&cfg, &["pull", "--once"]);
     assert!(out.contains("media: "), "{out}");
-    let rows = media_table(&dir.path().join(format!("archive/corp_id={CORP}")));
+    let rows = media_table(&dir.path().join("archive"));
     assert!(rows.iter().any(|r| r.kind == "image" && r.status == "done"));
     assert!(
         rows.iter()

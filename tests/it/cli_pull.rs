@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wecom_archive::sink::inventory::scan;
+use wecom_archive::sink::inventory::scan_corp;
 use wecom_archive::state::StateStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
@@ -36,7 +36,7 @@ sim_messages = 700
 }
 
 fn corp_seqs(out: &Path, corp: &str) -> BTreeSet<u64> {
-    let inv = scan(&out.join(format!("corp_id={corp}"))).unwrap();
+    let inv = scan_corp(out, corp).unwrap();
     assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
     inv.seqs.iter().chain(&inv.dead_seqs).copied().collect()
 }
@@ -81,7 +81,7 @@ fn follow_stops_gracefully_on_sigterm() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let state = dir.path().join("archive/state.sqlite");
+    let state = wecom_archive::sink::layout::state_path(&dir.path().join("archive"));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let done = state.exists()
@@ -138,7 +138,7 @@ fn interrupted_pull_commits_and_resumes(signal: i32, code: i32) {
         "out = \"archive\"\ntimezone = \"UTC\"\n[[corp]]\ncorp_id = \"wwsimBig\"\nsource = \"sim\"\nsim_messages = 12000\n",
     )
     .unwrap();
-    let state = dir.path().join("archive/state.sqlite");
+    let state = wecom_archive::sink::layout::state_path(&dir.path().join("archive"));
     let mut child = Command::new(BIN)
         // Small commits, so that the signal lands after some are made.
         .args(["pull", "--once", "--commit-every", "500", "--json"])

@@ -11,6 +11,7 @@ mod cli_pull;
 mod cli_retry;
 mod decryptdata_vectors;
 mod media_download;
+mod migrate;
 mod model_messages;
 mod pipeline_resume;
 mod pull_guard;

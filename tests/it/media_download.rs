@@ -97,7 +97,10 @@ fn content(seed: u8, len: usize) -> Vec<u8> {
 
 struct Env {
     _dir: tempfile::TempDir,
-    corp_dir: std::path::PathBuf,
+    /// The output root.
+    out: std::path::PathBuf,
+    /// `CORP`'s media folder in it.
+    corp_media: std::path::PathBuf,
     state: std::path::PathBuf,
     fake: Fake,
 }
@@ -105,8 +108,9 @@ struct Env {
 /// Registers `files` (id, content, md5sum announced) and a fake serving them.
 fn env(files: &[(&str, Vec<u8>, Option<String>)]) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let corp_dir = dir.path().join(format!("corp_id={CORP}"));
-    let state = dir.path().join("state.sqlite");
+    let out = dir.path().to_owned();
+    let corp_media = wecom_archive::sink::layout::corp_media(&out, CORP);
+    let state = wecom_archive::sink::layout::state_path(&out);
     let mut store = StateStore::open(&state).unwrap();
     let refs: Vec<NewMediaRef> = files
         .iter()
@@ -132,7 +136,8 @@ fn env(files: &[(&str, Vec<u8>, Option<String>)]) -> Env {
     };
     Env {
         _dir: dir,
-        corp_dir,
+        out,
+        corp_media,
         state,
         fake,
     }
@@ -157,7 +162,7 @@ fn download(env: &Env, id: &str) -> (Outcome, Vec<Duration>) {
     let store = StateStore::open(&env.state).unwrap();
     let sleeps = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&sleeps);
-    let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options())
+    let mut dl = Downloader::new(CORP, &env.out, &store, options())
         .with_sleep(move |d| s.lock().unwrap().push(d));
     let mut fake = env.fake.clone();
     let out = dl.download(&mut fake, id).unwrap();
@@ -168,7 +173,7 @@ fn download(env: &Env, id: &str) -> (Outcome, Vec<Duration>) {
 /// Every file under a final name is complete: its content hashes to its name, and it is one of
 /// the files served, whole.
 fn assert_final_files_complete(env: &Env) {
-    let media = env.corp_dir.join("media");
+    let media = env.corp_media.clone();
     if !media.exists() {
         return;
     }
@@ -204,7 +209,7 @@ fn assert_done(env: &Env, out: &Outcome, id: &str, md5: Md5Check) {
         panic!("{id}: {out:?}");
     };
     assert_eq!(*m, md5, "{id}");
-    let bytes = std::fs::read(env.corp_dir.join(path)).unwrap();
+    let bytes = std::fs::read(env.out.join(path)).unwrap();
     assert_eq!(&bytes, &env.fake.files[id], "{id}");
     assert_eq!(*size, bytes.len() as u64);
     let st = StateStore::open(&env.state)
@@ -214,7 +219,7 @@ fn assert_done(env: &Env, out: &Outcome, id: &str, md5: Md5Check) {
         .unwrap();
     assert_eq!(st.status, MediaStatus::Done);
     assert_eq!(st.md5_status.as_deref(), Some(md5.as_str()));
-    assert!(!wecom_archive::media::store::partial_path(&env.corp_dir, id).exists());
+    assert!(!wecom_archive::media::store::partial_path(&env.corp_media, id).exists());
     assert_final_files_complete(env);
 }
 
@@ -288,8 +293,7 @@ fn a_failed_run_keeps_its_chunks_and_the_next_run_resumes() {
     );
     assert_eq!(st.indexbuf, "Range:bytes=3000-3999");
     assert!(
-        !env.corp_dir
-            .join("media")
+        !env.corp_media
             .read_dir()
             .unwrap()
             .any(|e| { e.unwrap().file_name() != ".partial" }),
@@ -307,7 +311,7 @@ fn a_crash_between_chunks_resumes_from_the_last_good_chunk() {
     env.fake.fault("f", 3, Fault::Crash, 1);
     let crashed = std::panic::catch_unwind(AssertUnwindSafe(|| download(&env, "f")));
     assert!(crashed.is_err());
-    let tmp = wecom_archive::media::store::partial_path(&env.corp_dir, "f");
+    let tmp = wecom_archive::media::store::partial_path(&env.corp_media, "f");
     assert_eq!(std::fs::metadata(&tmp).unwrap().len(), 3000);
     // The crash also hit after a chunk was written but before its progress was recorded:
     // stray bytes past the recorded length.
@@ -331,7 +335,7 @@ fn a_lost_partial_file_restarts_from_scratch() {
     env.fake.fault("f", 2, Fault::Crash, 1);
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| download(&env, "f")));
     std::fs::remove_file(wecom_archive::media::store::partial_path(
-        &env.corp_dir,
+        &env.corp_media,
         "f",
     ))
     .unwrap();
@@ -410,10 +414,8 @@ fn a_bad_sdkfileid_fails_for_good() {
         .unwrap();
     assert_eq!(st.status, MediaStatus::Permanent);
     assert!(
-        !env.corp_dir.join("media").exists() || {
-            let shards: Vec<_> = std::fs::read_dir(env.corp_dir.join("media"))
-                .unwrap()
-                .collect();
+        !env.corp_media.exists() || {
+            let shards: Vec<_> = std::fs::read_dir(&env.corp_media).unwrap().collect();
             shards
                 .iter()
                 .all(|e| e.as_ref().unwrap().file_name() == ".partial")
@@ -474,7 +476,7 @@ impl MediaSource for Broken {
 fn an_unusable_source_stops_the_run_naming_corp_and_file() {
     let env = env(&[file("f", content(13, 10))]);
     let store = StateStore::open(&env.state).unwrap();
-    let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options());
+    let mut dl = Downloader::new(CORP, &env.out, &store, options());
     let err = dl.download(&mut Broken, "f").unwrap_err();
     let text = err.to_string();
     assert!(
@@ -522,7 +524,7 @@ fn answers_that_would_loop_or_corrupt_fail_the_file_without_publishing() {
     for (i, script) in cases.into_iter().enumerate() {
         let env = env(&[file("f", content(14, 6))]);
         let store = StateStore::open(&env.state).unwrap();
-        let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options());
+        let mut dl = Downloader::new(CORP, &env.out, &store, options());
         let out = dl.download(&mut Scripted(script), "f").unwrap();
         assert!(
             matches!(
@@ -536,8 +538,7 @@ fn answers_that_would_loop_or_corrupt_fail_the_file_without_publishing() {
         );
         assert_final_files_complete(&env);
         assert!(!env
-            .corp_dir
-            .join("media")
+            .corp_media
             .read_dir()
             .unwrap()
             .any(|e| { e.unwrap().file_name() != ".partial" }));
@@ -551,7 +552,7 @@ fn a_stop_request_ends_between_chunks_and_the_next_run_resumes() {
     let stop = AtomicBool::new(false);
     let store = StateStore::open(&env.state).unwrap();
     let mut seen = 0;
-    let mut dl = Downloader::new(CORP, &env.corp_dir, &store, options())
+    let mut dl = Downloader::new(CORP, &env.out, &store, options())
         .with_stop(&stop)
         .on_bytes(|_| {
             seen += 1;
@@ -575,12 +576,12 @@ fn a_stop_request_ends_between_chunks_and_the_next_run_resumes() {
 #[test]
 fn one_media_run_per_corp_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let corp_dir = dir.path().join("corp_id=ww1");
-    let held = wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap();
-    let err = wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap_err();
+    let out = dir.path();
+    let held = wecom_archive::media::lock_corp("ww1", out).unwrap();
+    let err = wecom_archive::media::lock_corp("ww1", out).unwrap_err();
     assert!(err.to_string().contains("another media download"), "{err}");
     drop(held);
-    wecom_archive::media::lock_corp("ww1", &corp_dir).unwrap();
+    wecom_archive::media::lock_corp("ww1", out).unwrap();
 }
 
 #[test]
@@ -588,7 +589,7 @@ fn a_crash_after_the_last_chunk_publishes_without_fetching_again() {
     let data = content(16, 2 * CHUNK + 5);
     let env = env(&[file("f", data.clone())]);
     // As a crash leaves it: every chunk durable and recorded, plus stray bytes, not published.
-    let tmp = wecom_archive::media::store::partial_path(&env.corp_dir, "f");
+    let tmp = wecom_archive::media::store::partial_path(&env.corp_media, "f");
     std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
     let mut on_disk = data.clone();
     on_disk.extend_from_slice(b"stray");

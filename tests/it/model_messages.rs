@@ -2,7 +2,7 @@
 //! (`fixtures/messages/<msgtype>.json`) plus the quirks the spec warns about.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMillisecondType, UInt32Type, UInt64Type};
+use arrow_array::types::{Decimal128Type, Int32Type, Int64Type, TimestampMillisecondType};
 use arrow_array::Array;
 use arrow_schema::{DataType, TimeUnit};
 use wecom_archive::model::message::{self, ChatMessage, MediaKind, ParseError, Payload};
@@ -634,7 +634,24 @@ fn schema_shape() {
         (item.name().as_str(), item.data_type(), item.is_nullable()),
         ("item", &DataType::Utf8, false)
     );
-    assert_eq!(f("meetingid").data_type(), &DataType::UInt64);
+    assert_eq!(f("meetingid").data_type(), &DataType::Decimal128(20, 0));
+    // No unsigned column: Delta Lake, Iceberg, Hive, Spark and StarRocks have no such types.
+    for field in schema.fields() {
+        let mut t = field.data_type().clone();
+        if let DataType::List(item) = &t {
+            t = item.data_type().clone();
+        }
+        assert!(!t.is_unsigned_integer(), "{} is {t}", field.name());
+    }
+    for (name, t) in [
+        ("seq", DataType::Int64),
+        ("publickey_ver", DataType::Int32),
+        ("filesize", DataType::Int64),
+        ("play_length", DataType::Int32),
+        ("media_count", DataType::Int32),
+    ] {
+        assert_eq!(f(name).data_type(), &t, "{name}");
+    }
     assert_eq!(schema.fields().last().unwrap().name(), "raw_json");
 }
 
@@ -664,11 +681,11 @@ fn batch_builder() {
 
     let col = |n: &str| batch.column_by_name(n).unwrap().clone();
     let seq = col("seq");
-    let seq = seq.as_primitive::<UInt64Type>();
-    assert_eq!(seq.values().to_vec(), (100..109).collect::<Vec<u64>>());
+    let seq = seq.as_primitive::<Int64Type>();
+    assert_eq!(seq.values().to_vec(), (100..109).collect::<Vec<i64>>());
     let pkv = col("publickey_ver");
     assert!(pkv
-        .as_primitive::<UInt32Type>()
+        .as_primitive::<Int32Type>()
         .values()
         .iter()
         .all(|v| *v == 2));
@@ -721,7 +738,7 @@ fn batch_builder() {
     assert!(title.is_null(3));
 
     let filesize = col("filesize");
-    let filesize = filesize.as_primitive::<UInt64Type>();
+    let filesize = filesize.as_primitive::<Int64Type>();
     assert_eq!(filesize.value(1), 48213);
     assert_eq!(filesize.value(5), 7420, "voice_size");
     assert!(filesize.is_null(0) && filesize.is_null(6));
@@ -732,7 +749,7 @@ fn batch_builder() {
         "CtYBMzA2OTAy...EiA0MTM"
     );
     let play_length = col("play_length");
-    assert_eq!(play_length.as_primitive::<UInt32Type>().value(5), 12);
+    assert_eq!(play_length.as_primitive::<Int32Type>().value(5), 12);
 
     let user = col("user");
     assert_eq!(user.as_string::<i32>().value(2), "zhangsan");
@@ -743,12 +760,13 @@ fn batch_builder() {
     );
 
     let meetingid = col("meetingid");
-    let meetingid = meetingid.as_primitive::<UInt64Type>();
-    assert_eq!(meetingid.value(4), 11_101_571_002_822_706_744u64);
+    let meetingid = meetingid.as_primitive::<Decimal128Type>();
+    // Beyond i64: Decimal(20,0) keeps every digit.
+    assert_eq!(meetingid.value(4), 11_101_571_002_822_706_744i128);
     assert_eq!(meetingid.null_count(), inputs.len() - 1);
 
     let media_count = col("media_count");
-    let media_count = media_count.as_primitive::<UInt32Type>();
+    let media_count = media_count.as_primitive::<Int32Type>();
     assert_eq!(media_count.values().to_vec(), [0, 1, 0, 0, 0, 1, 1, 0, 0]);
 
     let raw = col("raw_json");
@@ -763,7 +781,7 @@ fn batch_builder() {
     assert_eq!(batch.num_rows(), 1);
     assert_eq!(batch.schema(), chat_schema());
     let col = |n: &str| batch.column_by_name(n).unwrap().clone();
-    assert_eq!(col("seq").as_primitive::<UInt64Type>().value(0), 7);
+    assert_eq!(col("seq").as_primitive::<Int64Type>().value(0), 7);
     assert_eq!(
         col("filename").as_string::<i32>().value(0),
         "报价单-2024Q2.xlsx"

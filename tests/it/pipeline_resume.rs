@@ -108,7 +108,7 @@ fn random_kills_never_lose_or_duplicate() {
     let inv = scan(&out).unwrap();
     assert_exactly_once(&inv, n, corrupt_every);
     assert_eq!(inv.temporaries, 0);
-    let store = StateStore::open(&out.join("state.sqlite")).unwrap();
+    let store = StateStore::open(&wecom_archive::sink::layout::state_path(&out)).unwrap();
     assert_eq!(store.checkpoint("wwcrash").unwrap(), Some(n));
     assert!(store.pending_commits("wwcrash").unwrap().is_empty());
 }
@@ -347,7 +347,7 @@ fn journaled_commit_is_rolled_forward() {
     // A stray temporary of a commit that was never journaled: must be deleted, not published.
     let stray = main
         .path()
-        .join("corp_id=wwjournal/.part-stray.parquet.tmp");
+        .join("messages/corp_id=wwjournal/.part-stray.parquet.tmp");
     std::fs::copy(&made.files[0].path, &stray).unwrap();
 
     let stats = run(main.path(), &mut store, 500);

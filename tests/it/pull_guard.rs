@@ -14,8 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wecom_archive::config::Config;
-use wecom_archive::sink::inventory::{scan, Inventory};
-use wecom_archive::sink::layout;
+use wecom_archive::sink::inventory::{scan_corp, Inventory};
 use wecom_archive::source::sim::{SimConfig, SimSource};
 use wecom_archive::state::StateStore;
 
@@ -129,12 +128,7 @@ keys = {{ 1 = {key:?} }}
         .collect();
     let config = Config::load(&cfg).unwrap();
     let store = StateStore::open(&config.state_path()).unwrap();
-    let corp_dir = layout::corp_dir(&config.out_dir(), CORP);
-    let inventory = if corp_dir.exists() {
-        scan(&corp_dir).unwrap()
-    } else {
-        Inventory::default()
-    };
+    let inventory = scan_corp(&config.out_dir(), CORP).unwrap();
     Some(Run {
         ok: out.status.success(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
