@@ -30,7 +30,7 @@ echo "readers installed in $((SECONDS - started)) s: $("$venv/bin/python" -c \
     'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("pyarrow", "pandas", "polars", "duckdb", "pyspark")))')"
 
 java_major() { java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -1; }
-if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] 2>/dev/null || [ -z "$(java_major)" ]; then
     step "Java 17 for PySpark (apt-get install openjdk-17-jre-headless)"
     apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
     export JAVA_HOME

@@ -24,6 +24,7 @@ import re
 import sqlite3
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -270,6 +271,9 @@ def read_duckdb(out: Path, day: dt.date) -> dict:
 
 
 def spark_session():
+    # PySpark warns about pandas 3 when it starts; it matters only to Spark <-> pandas conversions,
+    # which this check does not make (pandas reads the files itself).
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     from pyspark.sql import SparkSession
 
     # Small and local: two cores, 1 GiB, no UI; timestamps shown in UTC like msgtime.
