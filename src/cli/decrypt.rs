@@ -30,7 +30,7 @@ pub struct Args {
     #[command(flatten)]
     keys: super::args::KeyArgs,
 
-    /// Output directory for Parquet files and `dead_letter/`.
+    /// Output directory: rows go to `OUT/messages/`, dead letters to `OUT/dead_letters/`.
     #[arg(long, short)]
     out: PathBuf,
 

@@ -12,6 +12,7 @@ mod cli_retry;
 mod compact;
 mod decryptdata_vectors;
 mod media_download;
+mod migrate;
 mod model_messages;
 mod pipeline_resume;
 mod pull_guard;
