@@ -679,7 +679,7 @@ fn merge(
                 write_run(&mut output, r, dir, options)?;
             }
             let full = output.take().expect("set above");
-            done.push(finish(full, dir)?);
+            done.push(finish(full, dir, &done)?);
         }
         let stream = streams[i].as_mut().expect("still open");
         stream.advance()?;
@@ -692,7 +692,7 @@ fn merge(
         write_run(&mut output, r, dir, options)?;
     }
     if let Some(o) = output.take() {
-        done.push(finish(o, dir)?);
+        done.push(finish(o, dir, &done)?);
     }
     Ok(done)
 }
@@ -723,13 +723,13 @@ fn write_run(
     out.writer.write(&slice).map_err(pq(dir))
 }
 
-fn finish(output: Output, dir: &Path) -> Result<Prepared, CompactError> {
+fn finish(output: Output, dir: &Path, before: &[Prepared]) -> Result<Prepared, CompactError> {
     let file = output.writer.into_inner().map_err(pq(dir))?;
     let (first, last) = (output.first.max(0) as u64, output.last.max(0) as u64);
     let mut name = layout::part_file(first, last);
-    // The name of an input (a partition holding one seq range twice): keep the input until it
-    // is retired, and name the new file apart.
-    if dir.join(&name).exists() {
+    // The name of an input (a partition holding one seq range twice), or of an earlier output
+    // (one seq repeated across the split): name the new file apart, or publishing it would fail.
+    if dir.join(&name).exists() || before.iter().any(|p| p.dest == dir.join(&name)) {
         name = layout::part_file_distinct(first, last, file.token());
     }
     file.prepare(&name).map_err(io(dir))

@@ -493,3 +493,55 @@ fn a_large_day_becomes_several_files_and_unsorted_or_repeated_input_comes_out_so
         );
     }
 }
+
+#[test]
+fn a_seq_repeated_across_the_split_gets_a_name_of_its_own() {
+    use parquet::arrow::ArrowWriter;
+    use wecom_archive::sink::compact::{compact_corp, CompactOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    assert!(demo(&out, 60).status.success());
+    // A day holding six copies of one row (seq 1), each in a file of its own.
+    let (_, files) = files_per_day(&out).into_iter().next().unwrap();
+    let first = ParquetRecordBatchReaderBuilder::try_new(File::open(&files[0]).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .slice(0, 1);
+    let day = layout::corp_messages(&out, CORP).join("date=2026-01-01");
+    std::fs::create_dir(&day).unwrap();
+    for copy in 0..6 {
+        let path = day.join(layout::part_file_distinct(1, 1, &format!("copy{copy}")));
+        let mut w =
+            ArrowWriter::try_new(File::create(path).unwrap(), first.schema(), None).unwrap();
+        w.write(&first).unwrap();
+        w.close().unwrap();
+    }
+    let (before, _) = rows(&out);
+    let largest = files_per_day(&out)["date=2026-01-01"]
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .max()
+        .unwrap();
+
+    // A target just above one file: six outputs of one row each, all of the range 1-1.
+    let options = CompactOptions {
+        target_file_bytes: largest + 1,
+        ..CompactOptions::default()
+    };
+    let stats = compact_corp(&out, &layout::state_path(&out), CORP, &options, &|_| {}).unwrap();
+    assert_eq!(stats.partitions[0].files_after, 6, "{stats:?}");
+    let (after, _) = rows(&out);
+    assert_eq!(after, before);
+    let names: BTreeSet<_> = files_per_day(&out)["date=2026-01-01"]
+        .iter()
+        .map(|f| f.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 6);
+    assert!(names.contains(std::ffi::OsStr::new(&layout::part_file(1, 1))));
+    assert_eq!(scan(&out).unwrap().temporaries, 0);
+}
