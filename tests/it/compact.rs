@@ -301,8 +301,9 @@ fn a_crash_at_any_step_leaves_every_seq_once_after_the_next_start() {
         }
     }
 
-    // Kills at arbitrary moments (the delays spread over a compaction's run).
-    for (i, delay_ms) in [5u64, 20, 45, 80, 130, 200].into_iter().enumerate() {
+    // Kills at arbitrary moments: a compaction of this tree takes ~140 ms (debug build), most
+    // of it merging; the later delays land after it ended.
+    for (i, delay_ms) in [5u64, 15, 30, 50, 70, 100, 150].into_iter().enumerate() {
         let out = dir.path().join(format!("k{i}"));
         copy_tree(&base, &out);
         let mut child = compact(&out)
