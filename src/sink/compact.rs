@@ -128,7 +128,7 @@ pub enum CompactError {
         /// The corp.
         corp_id: String,
         /// The error.
-        source: Box<crate::pipeline::RunError>,
+        source: super::recover::RecoverError,
     },
     /// A file or folder could not be read, written or renamed.
     #[error("compacting {}: {source}", path.display())]
@@ -196,14 +196,14 @@ pub fn compact_corp(
     let _lock = CorpLock::acquire(out, corp_id)?;
     let mut store = StateStore::open(state_path)?;
     let corp_dir = layout::corp_messages(out, corp_id);
-    crate::pipeline::recover::recover(
+    super::recover::recover(
         &mut store,
         corp_id,
         &[corp_dir.clone(), layout::corp_dead_letters(out, corp_id)],
     )
     .map_err(|e| CompactError::Recover {
         corp_id: corp_id.to_owned(),
-        source: Box::new(e),
+        source: e,
     })?;
     let mut stats = CompactStats {
         corp_id: corp_id.to_owned(),

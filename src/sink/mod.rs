@@ -8,3 +8,4 @@ pub mod inventory;
 pub mod layout;
 pub mod lock;
 pub mod parquet;
+pub mod recover;
