@@ -30,10 +30,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
 use crate::model::schema::chat_schema;
-use crate::pipeline::recover;
 use crate::sink::atomic::{self, AtomicFile};
 use crate::sink::layout;
 use crate::sink::parquet::ParquetOptions;
+use crate::sink::recover;
 use crate::state::{Rename, StateError, StateStore};
 
 /// The state database's name in the earlier layout (directly under the output root).
@@ -108,7 +108,7 @@ pub enum MigrateError {
     State(#[from] StateError),
     /// Rolling an interrupted commit forward failed.
     #[error(transparent)]
-    Recover(#[from] crate::pipeline::RunError),
+    Recover(#[from] recover::RecoverError),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {

@@ -3,7 +3,11 @@
 //! ```text
 //! pull_corp: source + keyring (config) -> pipeline::run (commits, checkpoint)
 //!            -> run history (ok | interrupted | failed: …) -> media on pull (optional)
+//!            -> compaction of the closed days (optional: `pull --follow`, `serve`)
 //! ```
+//!
+//! The pipeline runs under the corp's writer lock ([`CorpLock`]): a compaction of the same corp
+//! (`compact`, or another process's automatic one) never runs beside it.
 //!
 //! Each caller decides only how to show what happened: the CLI prints a summary and turns a
 //! failure into an exit status, `serve` feeds its metrics and logs. What a run *is* — where it
@@ -17,6 +21,8 @@ use crate::config::{Config, CorpSection, MediaSection};
 use crate::crypto::keyring::Keyring;
 use crate::media::{self, ChunkError, MediaError, MediaOptions, MediaStats};
 use crate::pipeline::{self, Layout, Output, RunError, RunOptions, RunStats};
+use crate::sink::compact::{self, CompactOptions, CompactStats};
+use crate::sink::lock::{CorpLock, LockError};
 use crate::source::{SetupError, Source};
 use crate::state::{RunRecord, StateError, StateStore};
 
@@ -27,6 +33,11 @@ pub struct PullOptions {
     pub commit_every: u64,
     /// Download the media of what landed, after a pull that was neither stopped nor failed.
     pub media: Option<MediaOptions>,
+    /// After a pull that was neither stopped nor failed, compact the days that are closed
+    /// (before today in the configured time zone) with these options; their `before` is set at
+    /// each pull. `None`: no compaction (`pull` without `--follow`, or `[compaction] auto =
+    /// false`).
+    pub compact: Option<CompactOptions>,
 }
 
 impl Default for PullOptions {
@@ -34,6 +45,7 @@ impl Default for PullOptions {
         PullOptions {
             commit_every: 100_000,
             media: None,
+            compact: None,
         }
     }
 }
@@ -78,6 +90,9 @@ pub enum PullError {
     /// The pipeline failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// Another process writes the corp (a compaction, another pull).
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
 
 /// What one pull of a corp did.
@@ -97,6 +112,8 @@ pub struct PullReport {
     pub error: Option<String>,
     /// The media download after the pull, when it ran.
     pub media: Option<Result<MediaStats, String>>,
+    /// The compaction of closed days after the pull, when it ran.
+    pub compaction: Option<Result<CompactStats, String>>,
 }
 
 impl PullReport {
@@ -205,7 +222,43 @@ pub fn pull_corp(
                 .map_err(|e| e.to_string()),
         );
     }
+    if let (Some(compact_options), true) = (&options.compact, report.caught_up()) {
+        report.compaction = Some(compact_closed_days(config, corp_id, compact_options));
+    }
     report
+}
+
+/// Compacts `corp_id`'s partitions of the days before today in the configured time zone: a
+/// closed day gets no new rows (but a late one, which the next compaction merges in).
+pub fn compact_closed_days(
+    config: &Config,
+    corp_id: &str,
+    options: &CompactOptions,
+) -> Result<CompactStats, String> {
+    let today = jiff::Zoned::now().with_time_zone(config.tz()).date();
+    let options = CompactOptions {
+        before: Some(today),
+        ..options.clone()
+    };
+    let stats = compact::compact_corp(
+        &config.out_dir(),
+        &config.state_path(),
+        corp_id,
+        &options,
+        &|_| {},
+    )
+    .map_err(|e| e.to_string())?;
+    if !stats.partitions.is_empty() {
+        let (before, after) = stats.files();
+        tracing::info!(
+            corp = corp_id,
+            partitions = stats.partitions.len(),
+            files_before = before,
+            files_after = after,
+            "compacted closed days"
+        );
+    }
+    Ok(stats)
 }
 
 /// Where one corp's pull writes: the Hive-partitioned tree under `out`.
@@ -239,6 +292,9 @@ pub fn pull_source(
         ..PullReport::default()
     };
     let result = (|| -> Result<RunStats, PullError> {
+        // Held for the whole run: recovery deletes unjournaled temporaries, which would be a
+        // running compaction's.
+        let _lock = CorpLock::acquire(target.out, corp_id)?;
         report.from_seq = store.checkpoint(corp_id)?.unwrap_or(0);
         let output = Output {
             dir: target.out,

@@ -156,7 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     println!(
-        "query: duckdb -c \"SELECT msgtype, count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"",
+        "query: duckdb -c \"SELECT msgtype, count(*) FROM read_parquet('{}', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"",
         wecom_archive::sink::layout::messages_root(&args.out).display()
     );
     println!("inspect: wecom-archive inspect {}", args.out.display());

@@ -8,6 +8,7 @@
 mod args;
 mod bench;
 mod check_agree;
+mod compact;
 mod completions;
 mod decrypt;
 mod demo;
@@ -82,6 +83,11 @@ enum Command {
   wecom-archive retry-dead-letters --config wecom-archive.toml --corp ww0123456789abcdef \\
     --key 3=keys/v3.pem                               # the key that was missing")]
     RetryDeadLetters(retry::Args),
+    /// Merge each day's small Parquet files into files of about --target-file-mb, sorted by seq.
+    #[command(after_help = "Examples:
+  wecom-archive compact --config wecom-archive.toml
+  wecom-archive compact --out wecom-archive-demo --before 2026-11-25 --target-file-mb 64 --json")]
+    Compact(compact::Args),
     /// Show what an output directory holds: counts, seq range, gaps, dead letters.
     #[command(after_help = "Examples:
   wecom-archive inspect wecom-archive-demo
@@ -156,6 +162,7 @@ impl Command {
             // bench sizes its own pools.
             Command::Bench(_)
             | Command::Media(_)
+            | Command::Compact(_)
             | Command::Inspect(_)
             | Command::Migrate(_)
             | Command::SdkWorker(_)
@@ -175,6 +182,7 @@ fn parse() -> Cli {
     let config = match &mut cli.command {
         Command::RetryDeadLetters(args) => Some((&mut args.config, "retry-dead-letters")),
         Command::Migrate(args) => Some((&mut args.config, "migrate")),
+        Command::Compact(args) => Some((&mut args.config, "compact")),
         _ => None,
     };
     if let Some((config, name)) = config {
@@ -217,6 +225,7 @@ pub fn main() -> ExitCode {
         Command::Decrypt(args) => decrypt::run(args),
         Command::Media(args) => media::run(args),
         Command::RetryDeadLetters(args) => retry::run(args),
+        Command::Compact(args) => compact::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Bench(args) => bench::run(args),

@@ -95,6 +95,23 @@ pub struct RunSummary {
     /// `pull` with media: what the download after the pull did (`null`: none ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaSummary>,
+    /// `pull --follow`: what the compaction of closed days after the pull did (`null`: none
+    /// ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionSummary>,
+}
+
+/// What a compaction of closed days after a pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactionSummary {
+    /// Partitions rewritten.
+    pub partitions: usize,
+    /// Their files before.
+    pub files_before: usize,
+    /// Their files after.
+    pub files_after: usize,
+    /// Why the compaction failed (`null`: it ran).
+    pub error: Option<String>,
 }
 
 /// What a media download after a pull did.
@@ -142,6 +159,7 @@ impl RunSummary {
             outcome: Outcome::Ok.as_str(),
             error: None,
             media: None,
+            compaction: None,
         }
     }
 
@@ -175,6 +193,23 @@ impl RunSummary {
                 verified: 0,
                 failed: 0,
                 bytes: 0,
+                error: Some(e.clone()),
+            },
+        });
+        s.compaction = report.compaction.as_ref().map(|c| match c {
+            Ok(stats) => {
+                let (files_before, files_after) = stats.files();
+                CompactionSummary {
+                    partitions: stats.partitions.len(),
+                    files_before,
+                    files_after,
+                    error: None,
+                }
+            }
+            Err(e) => CompactionSummary {
+                partitions: 0,
+                files_before: 0,
+                files_after: 0,
                 error: Some(e.clone()),
             },
         });

@@ -78,9 +78,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // Only a follow loop compacts by itself: a one-off pull leaves that to `compact`.
+    let compact = (args.follow && config.compaction.auto).then(|| {
+        let today = jiff::Zoned::now().with_time_zone(config.tz()).date();
+        config.compaction.options(today)
+    });
     let options = PullOptions {
         commit_every: args.commit_every.max(1),
         media,
+        compact,
     };
     let mut out = Printer::default();
     let mut dead_lettered = 0;
@@ -127,6 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(e) = &report.error {
                 eprintln!("error: {e}");
             }
+            if let Some(Err(e)) = &report.compaction {
+                // Compaction only tidies committed files: the pull itself succeeded.
+                eprintln!("warning: corp {} compaction: {e}", corp.corp_id);
+            }
             if let Some(Err(e)) = &report.media {
                 // Media fails like a pull: reported, the other corps go on.
                 eprintln!("error: corp {} media: {e}", corp.corp_id);
@@ -144,6 +154,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 if let Some(Ok(stats)) = &report.media {
                     out.line(format_args!("{} media: {}", corp.corp_id, stats.summary()));
+                }
+                if let Some(Ok(stats)) = report
+                    .compaction
+                    .as_ref()
+                    .filter(|c| c.as_ref().is_ok_and(|s| !s.partitions.is_empty()))
+                {
+                    let (before, after) = stats.files();
+                    out.line(format_args!(
+                        "{} compaction: {} closed days, {before} files -> {after}",
+                        corp.corp_id,
+                        stats.partitions.len()
+                    ));
                 }
             }
         }

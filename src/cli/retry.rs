@@ -102,6 +102,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         files.len(),
         keyring.versions()
     );
+    // The corp's writer lock, as a pull takes it: the run's recovery must not delete a running
+    // compaction's temporaries.
+    let _lock = wecom_archive::sink::lock::CorpLock::acquire(&out, &args.corp)?;
     let mut store = StateStore::open(&state_path)?;
     let options = RunOptions {
         commit_every: u64::MAX,

@@ -22,6 +22,10 @@
 //! max_size = 20000000                # bytes announced by the message
 //! concurrency = 2
 //!
+//! [compaction]                       # optional; merges a closed day's small files
+//! auto = true                        # after each pull of `pull --follow` and `serve`
+//! target_file_mb = 128
+//!
 //! [[corp]]
 //! corp_id = "ww0123456789abcdef"
 //! secret_env = "WECOM_ARCHIVE_SECRET"   # or secret_file = "/run/secrets/archive"
@@ -52,9 +56,9 @@ pub use crate::secret::Secret;
 pub use secret::SecretRef;
 use sections::{default_out, default_poll, default_tz};
 pub use sections::{
-    AppCallback, AppSection, AuthConfig, AuthCorpSection, CallbackSection, CorpSection,
-    MediaSection, ProviderSection, SdkSection, ServeSection, SourceKind, SuiteCallback,
-    SuiteSection,
+    AppCallback, AppSection, AuthConfig, AuthCorpSection, CallbackSection, CompactionSection,
+    CorpSection, MediaSection, ProviderSection, SdkSection, ServeSection, SourceKind,
+    SuiteCallback, SuiteSection,
 };
 
 /// A configuration problem, naming the file or section and what to fix; never a secret value.
@@ -146,6 +150,9 @@ pub struct Config {
     /// Media download.
     #[serde(default)]
     pub media: MediaSection,
+    /// Compaction of closed days.
+    #[serde(default)]
+    pub compaction: CompactionSection,
     /// The corps to pull.
     #[serde(default, rename = "corp")]
     pub corps: Vec<CorpSection>,
@@ -433,6 +440,26 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
             ]
         );
         assert_eq!(c.timezone, "Asia/Shanghai");
+    }
+
+    #[test]
+    fn compaction_is_on_by_default_and_configurable() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), "")).unwrap();
+        assert!(c.compaction.auto);
+        assert_eq!(c.compaction.target_file_mb, 128);
+        let day = jiff::civil::date(2026, 11, 21);
+        let o = c.compaction.options(day);
+        assert_eq!((o.target_file_bytes, o.before), (128 << 20, Some(day)));
+        let c = Config::load(&write(
+            dir.path(),
+            "[compaction]\nauto = false\ntarget_file_mb = 16\n",
+        ))
+        .unwrap();
+        assert!(!c.compaction.auto);
+        assert_eq!(c.compaction.options(day).target_file_bytes, 16 << 20);
+        let err = Config::load(&write(dir.path(), "[compaction]\nauto_ = true\n")).unwrap_err();
+        assert!(err.to_string().contains("auto_"), "{err}");
     }
 
     #[test]

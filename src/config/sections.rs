@@ -39,6 +39,39 @@ pub struct MediaSection {
     pub concurrency: Option<usize>,
 }
 
+/// `[compaction]`: merging a day's small Parquet files once the day is closed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionSection {
+    /// Compact a corp's closed days (before today in `timezone`) after each pull of
+    /// `pull --follow` and `serve` (`compact` does it by hand).
+    #[serde(default = "default_true")]
+    pub auto: bool,
+    /// The size a compacted file aims at, MiB.
+    #[serde(default = "default_target_file_mb")]
+    pub target_file_mb: u64,
+}
+
+impl Default for CompactionSection {
+    fn default() -> Self {
+        CompactionSection {
+            auto: true,
+            target_file_mb: default_target_file_mb(),
+        }
+    }
+}
+
+impl CompactionSection {
+    /// The options of an automatic compaction: closed days only (before `today`).
+    pub fn options(&self, today: jiff::civil::Date) -> crate::sink::compact::CompactOptions {
+        crate::sink::compact::CompactOptions {
+            target_file_bytes: self.target_file_mb.max(1) << 20,
+            before: Some(today),
+            ..Default::default()
+        }
+    }
+}
+
 /// Where a corp's records come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,6 +278,12 @@ fn default_concurrency() -> usize {
 }
 fn default_commit_every() -> u64 {
     100_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_target_file_mb() -> u64 {
+    crate::sink::compact::DEFAULT_TARGET_FILE_MB
 }
 
 pub(super) fn default_out() -> PathBuf {

@@ -169,10 +169,17 @@ pub fn register_references(
             continue;
         }
         let mut refs = Vec::new();
-        read_refs(&f, &mut refs).map_err(|detail| MediaError::Scan {
-            corp_id: corp_id.to_owned(),
-            detail: format!("{}: {detail}", f.display()),
-        })?;
+        if let Err(detail) = read_refs(&f, &mut refs) {
+            if !f.exists() {
+                // Compacted away since it was listed: the file that replaced it holds its rows
+                // and is scanned in its turn.
+                continue;
+            }
+            return Err(MediaError::Scan {
+                corp_id: corp_id.to_owned(),
+                detail: format!("{}: {detail}", f.display()),
+            });
+        }
         // References first, then the file as scanned: a crash in between rescans (harmless).
         store.add_media_refs(corp_id, &refs)?;
         store.mark_media_scanned(corp_id, &rel)?;
@@ -277,36 +284,22 @@ fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
 /// `pull --follow --media` and a manual `media`) would otherwise append to the same partial
 /// files. The kernel drops it when the process dies, so a killed run never leaves it stale.
 pub fn lock_corp(corp_id: &str, out: &Path) -> Result<std::fs::File, MediaError> {
-    use std::os::fd::AsRawFd;
     let dir =
         crate::sink::layout::media_partial_dir(&crate::sink::layout::corp_media(out, corp_id));
     let path = dir.join(".lock");
-    let io = |source| MediaError::Io {
-        corp_id: corp_id.to_owned(),
-        sdkfileid: String::new(),
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    // SAFETY: flock on a descriptor we own, kept open as long as the returned File.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
-            MediaError::Busy {
-                corp_id: corp_id.to_owned(),
-                lock: path.clone(),
-            }
-        } else {
-            io(e)
-        });
+    match crate::sink::lock::try_lock(&path) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(MediaError::Busy {
+            corp_id: corp_id.to_owned(),
+            lock: path,
+        }),
+        Err(source) => Err(MediaError::Io {
+            corp_id: corp_id.to_owned(),
+            sdkfileid: String::new(),
+            path,
+            source,
+        }),
     }
-    Ok(file)
 }
 
 /// Downloads the media of one corp: registers the references found in its Parquet rows, fetches

@@ -43,7 +43,7 @@ pub const COLUMNS_DOC: &[(&str, &str, &str)] = &[
     ("from", "Utf8 null", "Sender: userid, external_userid (`wo…`/`wm…`) or robot (`wb…`); null for switch records."),
     ("tolist", "List<Utf8 not null> not null", "Receivers (list item field `item`); empty for switch records."),
     ("roomid", "Utf8 null", "Group chat id (`wr…`); null for 1:1 chats (WeCom's `\"\"` is stored as null)."),
-    ("msgtime", "Timestamp(ms, UTC) null", "Message time (UTC); for switch records their `time`. The `date=` partition is its local day in the configured `tz`."),
+    ("msgtime", "Timestamp(ms, UTC) null", "Message time (UTC); for switch records their `time`. The `date=` partition is its local day in the configured `timezone` (default Asia/Shanghai)."),
     ("msgtype", "Utf8 not null", "Message type as sent (unknown types included); `switch` for switch records."),
     ("content", "Utf8 null", "Text of text, markdown (`info.content`) and todo messages."),
     (

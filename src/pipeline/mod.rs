@@ -14,7 +14,6 @@
 //! (see [`crate::state`]). A crash at any point loses nothing and duplicates nothing.
 
 pub mod progress;
-pub mod recover;
 pub mod transform;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -209,6 +208,9 @@ pub enum RunError {
     /// The state database failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Finishing a crashed run's commit failed.
+    #[error(transparent)]
+    Recover(#[from] crate::sink::recover::RecoverError),
     /// Publishing committed files failed.
     #[error("publishing {path}: {source}")]
     Publish {
@@ -275,7 +277,7 @@ pub fn run(
     };
     let mut from_seq = None;
     if let Some(store) = state.as_deref_mut() {
-        recover::recover(
+        crate::sink::recover::recover(
             store,
             &corp,
             &[layout.messages_dir(dir), layout.dead_letter_dir(dir)],

@@ -1,5 +1,5 @@
 //! The real [`Puller`]: each scheduled pull is [`crate::pull::pull_corp`] with the config's
-//! `[serve] commit_every` and `[media] on_pull`.
+//! `[serve] commit_every`, `[media] on_pull` and `[compaction] auto`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -29,6 +29,10 @@ impl PipelinePuller {
             options: PullOptions {
                 commit_every: commit_every.max(1),
                 media,
+                compact: config.compaction.auto.then(|| {
+                    let today = jiff::Zoned::now().with_time_zone(config.tz()).date();
+                    config.compaction.options(today)
+                }),
             },
             config,
         })
@@ -48,6 +52,10 @@ impl Puller for PipelinePuller {
             Some(Ok(stats)) => tracing::info!(corp = corp_id, stats = ?stats, "media downloaded"),
             Some(Err(e)) => tracing::warn!(corp = corp_id, error = %e, "media download failed"),
             None => {}
+        }
+        // Nor does a compaction failure: the small files stay until the next one.
+        if let Some(Err(e)) = &report.compaction {
+            tracing::warn!(corp = corp_id, error = %e, "compaction of closed days failed");
         }
         report
     }

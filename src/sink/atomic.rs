@@ -199,7 +199,7 @@ pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
 /// live processes (including this one) are left alone. Returns how many were removed.
 ///
 /// Only for outputs without a commit journal: with a state database, the run's recovery
-/// rolls journaled temporaries forward first (see `pipeline::recover`).
+/// rolls journaled temporaries forward first (see `sink::recover`).
 pub fn remove_stale_temporaries(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -50,6 +50,14 @@ pub fn state_path(out: &Path) -> PathBuf {
     out.join(META_DIR).join(STATE_FILE)
 }
 
+/// A corp's writer lock: `<out>/_wecom_archive/locks/<corp>.lock`, held by a pull and by a
+/// compaction of the corp (see `sink::lock`).
+pub fn corp_lock(out: &Path, corp_id: &str) -> PathBuf {
+    out.join(META_DIR)
+        .join("locks")
+        .join(format!("{corp_id}.lock"))
+}
+
 /// The messages table's root under `out`.
 pub fn messages_root(out: &Path) -> PathBuf {
     out.join(MESSAGES)

@@ -390,6 +390,37 @@ async fn serve_downloads_media_after_each_pull_when_configured() {
     assert_eq!(statuses, BTreeSet::from(["done".to_owned()]));
 }
 
+/// `[compaction] auto` (the default): after a pull, each closed day (the simulated November
+/// days, before today) is one file, whatever the commits left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_compacts_closed_days_after_a_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    // A commit every 200 records: several files per day before compaction.
+    let cfg = write_config(dir.path(), 3000, 200);
+    let mut s = spawn(&cfg);
+    let ok = format!("wecom_archive_pulls_total{{corp=\"{SIM_CORP}\",outcome=\"ok\"}} ");
+    wait_metric(&s.base, &ok, 1).await;
+    let status = signal_and_wait(&mut s, libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    let stderr = s.stderr.join().unwrap();
+    assert!(stderr.contains("compacting a partition"), "{stderr}");
+
+    let out = dir.path().join("archive");
+    assert_eq!(seqs(&out), (1..=3000).collect());
+    let corp = layout::corp_messages(&out, SIM_CORP);
+    for day in std::fs::read_dir(&corp).unwrap() {
+        let day = day.unwrap().path();
+        let parts = std::fs::read_dir(&day)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                layout::is_part_file(&name.to_string_lossy())
+            })
+            .count();
+        assert_eq!(parts, 1, "{}", day.display());
+    }
+}
+
 /// Every callback answered 200 is durably stored before the answer: a SIGKILL right after the
 /// answers loses none, and the next start handles those not yet handled, each exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

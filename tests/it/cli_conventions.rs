@@ -41,6 +41,7 @@ const CONFIG_COMMANDS: &[&[&str]] = &[
     &["permit-users"],
     &["check-agree", "--room", "wrRoom01"],
     &["retry-dead-letters", "--corp", "wwcorp"],
+    &["compact"],
 ];
 
 #[test]

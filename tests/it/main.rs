@@ -9,6 +9,7 @@ mod cli_dumps;
 mod cli_media;
 mod cli_pull;
 mod cli_retry;
+mod compact;
 mod decryptdata_vectors;
 mod media_download;
 mod migrate;

@@ -8,14 +8,32 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sink::atomic::publish;
-use crate::state::StateStore;
+use super::atomic::publish;
+use crate::state::{StateError, StateStore};
 
-use super::RunError;
+/// A failure to finish what a crash left half done.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A journaled file could not be published.
+    #[error("publishing {path}: {source}")]
+    Publish {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
 
 /// Rolls `corp_id`'s journal forward and removes stray temporaries under each of `dirs` (the
 /// corp's folders in the tables it writes).
-pub fn recover(store: &mut StateStore, corp_id: &str, dirs: &[PathBuf]) -> Result<(), RunError> {
+pub fn recover(
+    store: &mut StateStore,
+    corp_id: &str,
+    dirs: &[PathBuf],
+) -> Result<(), RecoverError> {
     for pending in store.pending_commits(corp_id)? {
         tracing::info!(
             corp_id,
@@ -25,7 +43,7 @@ pub fn recover(store: &mut StateStore, corp_id: &str, dirs: &[PathBuf]) -> Resul
         );
         for r in &pending.renames {
             if r.tmp.exists() || !r.dest.exists() {
-                publish(&r.tmp, &r.dest).map_err(|source| RunError::Publish {
+                publish(&r.tmp, &r.dest).map_err(|source| RecoverError::Publish {
                     path: r.dest.clone(),
                     source,
                 })?;

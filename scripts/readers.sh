@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Proves that the common Parquet readers (pyarrow, pandas, Polars, DuckDB, PySpark) read the output
+# tree as tables: builds the binary, runs `demo` and then `media` on its tree, and runs
+# scripts/readers/check.py, which also runs the README's reader snippets verbatim. The readers
+# are installed, at the versions pinned in scripts/readers/requirements.txt, into .venv-readers/
+# inside the clone; PySpark needs a Java 17 (or newer) runtime, installed with apt when missing.
+#   bash scripts/readers.sh          # CI runs it after `cargo test` (reusing its debug build)
+# Set KEEP=1 to keep the demo tree (its folder is printed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv-readers
+req=scripts/readers/requirements.txt
+step() { echo "== readers [${SECONDS}s] $*"; }
+
+step "virtual environment $venv (pinned readers, $req)"
+started=$SECONDS
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" 2>/dev/null || {
+        # Debian's python3 keeps venv in a package of its own.
+        apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv "$venv"
+    }
+fi
+# Installed once per requirements file: the copy beside the venv says which one it holds.
+if ! cmp -s "$req" "$venv/requirements.txt"; then
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    cp "$req" "$venv/requirements.txt"
+fi
+echo "readers installed in $((SECONDS - started)) s: $("$venv/bin/python" -c \
+    'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("pyarrow", "pandas", "polars", "duckdb", "pyspark")))')"
+
+java_major() { java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -1; }
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ] 2>/dev/null || [ -z "$(java_major)" ]; then
+    step "Java 17 for PySpark (apt-get install openjdk-17-jre-headless)"
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    export JAVA_HOME
+    JAVA_HOME=$(ls -d /usr/lib/jvm/java-17-openjdk-* | head -1)
+    export PATH="$JAVA_HOME/bin:$PATH"
+fi
+echo "java: $(java -version 2>&1 | head -1)"
+
+step "cargo build (the debug build that cargo test made)"
+cargo build --quiet --bin wecom-archive
+bin="${CARGO_TARGET_DIR:-target}/debug/wecom-archive"
+
+tmp=$(mktemp -d)
+if [ "${KEEP:-}" = 1 ]; then echo "keeping $tmp"; else trap 'rm -rf "$tmp"' EXIT; fi
+# The README's snippets read wecom-archive-demo/…: the tree gets that name.
+out="$tmp/wecom-archive-demo"
+
+step "wecom-archive demo --out $out --json"
+"$bin" demo --out "$out" --json >"$tmp/demo.json" 2>"$tmp/demo.log" || {
+    cat "$tmp/demo.log" >&2; echo "readers: demo failed" >&2; exit 1
+}
+
+step "wecom-archive media (the demo corp, source = \"sim\")"
+cat >"$tmp/wecom-archive.toml" <<TOML
+out = "$out"
+timezone = "Asia/Shanghai"
+
+[[corp]]
+corp_id = "wwdemo0000000001"
+source = "sim"
+sim_messages = 20000
+TOML
+"$bin" --quiet media --config "$tmp/wecom-archive.toml" >"$tmp/media.txt" || {
+    cat "$tmp/media.txt" >&2; echo "readers: media failed" >&2; exit 1
+}
+cat "$tmp/media.txt"
+
+step "scripts/readers/check.py: five readers and the README's snippets"
+started=$SECONDS
+# Spark binds to the loopback only, and logs only errors.
+export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$PWD/$venv/bin/python"
+"$venv/bin/python" scripts/readers/check.py --out "$out" --demo-json "$tmp/demo.json" \
+    --media-log "$tmp/media.txt" --readme README.md
+echo "readers checked in $((SECONDS - started)) s"

@@ -1,0 +1,156 @@
+//! `wecom-archive compact`: merges each partition's small Parquet files into files of about
+//! `--target-file-mb`, sorted by seq, journaled like a commit (see `sink::compact`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use wecom_archive::config::Config;
+use wecom_archive::sink::compact::{self, CompactOptions, CompactStats, PartitionCompaction};
+use wecom_archive::sink::layout;
+
+use super::output::print_json;
+
+/// Arguments of `wecom-archive compact`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    // `--out` replaces it: see `OptionalConfigArg::yield_to_out`.
+    #[command(flatten)]
+    pub(super) config: super::args::OptionalConfigArg,
+
+    /// Output root (of `demo`, `pull` or `serve`), instead of --config; its state database is
+    /// created if missing.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    #[command(flatten)]
+    corp: super::args::CorpFilter,
+
+    /// Only the partitions of days before this one (YYYY-MM-DD); default: every partition.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    before: Option<jiff::civil::Date>,
+
+    /// The size a compacted file aims at, MiB (default: the config's
+    /// `[compaction] target_file_mb`, or 128).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    target_file_mb: Option<u64>,
+
+    /// Print one JSON document on stdout instead of the summary lines (see docs/cli.md).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_date(s: &str) -> Result<jiff::civil::Date, String> {
+    s.parse()
+        .map_err(|e| format!("{s:?} is not a date as YYYY-MM-DD: {e}"))
+}
+
+/// What `compact --json` prints.
+#[derive(Debug, Default, Serialize)]
+struct CompactSummary {
+    /// One entry per corp compacted.
+    corps: Vec<CompactStats>,
+    /// Corps whose compaction failed (their errors are on stderr).
+    failed: Vec<String>,
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (out, state_path, target_mb) = match (&args.config.path, &args.out) {
+        (Some(path), _) => {
+            let config = Config::load(path)?;
+            (
+                config.out_dir(),
+                config.state_path(),
+                config.compaction.target_file_mb,
+            )
+        }
+        (None, Some(out)) => {
+            if !out.is_dir() {
+                bail!(
+                    "{} is not a folder (give the output root of demo or pull)",
+                    out.display()
+                );
+            }
+            (
+                out.clone(),
+                layout::state_path(out),
+                compact::DEFAULT_TARGET_FILE_MB,
+            )
+        }
+        (None, None) => bail!("give --config FILE or --out DIR"),
+    };
+    // Every corp on disk, not only the configured ones: `serve` also pulls the corps it learns
+    // from authorization events.
+    let corps = match args.corp.as_deref() {
+        Some(c) => {
+            layout::check_corp_id(c).map_err(anyhow::Error::msg)?;
+            vec![c.to_owned()]
+        }
+        None => compact::corps_in(&out)?,
+    };
+    wecom_archive::migrate::refuse_legacy(&out)?;
+    let options = CompactOptions {
+        target_file_bytes: args.target_file_mb.unwrap_or(target_mb).max(1) << 20,
+        before: args.before,
+        ..CompactOptions::default()
+    };
+    let mut summary = CompactSummary::default();
+    let print = |p: &PartitionCompaction| {
+        if !args.json {
+            println!(
+                "{} date={}: {} files -> {}, {} rows, {} -> {}",
+                p.corp_id,
+                p.date,
+                p.files_before,
+                p.files_after,
+                p.rows,
+                mib(p.bytes_before),
+                mib(p.bytes_after)
+            );
+        }
+    };
+    for corp in &corps {
+        // One corp's failure (a pull holds it) does not hold up the others.
+        match compact::compact_corp(&out, &state_path, corp, &options, &print)
+            .with_context(|| format!("compacting corp {corp}"))
+        {
+            Ok(stats) => {
+                if !args.json {
+                    let (before, after) = stats.files();
+                    println!(
+                        "{corp}: {} of {} partitions compacted, {before} files -> {after}{}",
+                        stats.partitions.len(),
+                        stats.partitions_seen,
+                        match stats.skipped.len() {
+                            0 => String::new(),
+                            n => format!(", {n} skipped (see the warnings)"),
+                        }
+                    );
+                }
+                summary.corps.push(stats);
+            }
+            Err(e) => {
+                eprintln!("error: {}", super::error_chain(&e));
+                summary.failed.push(corp.clone());
+            }
+        }
+    }
+    if args.json {
+        print_json(&summary)?;
+    }
+    if !summary.failed.is_empty() {
+        bail!(
+            "compaction failed for {} of {} corps: {}",
+            summary.failed.len(),
+            corps.len(),
+            summary.failed.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
