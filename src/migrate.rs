@@ -386,13 +386,11 @@ fn migrate_unit(
     Ok(())
 }
 
-/// The hidden name an old file is renamed to before it is deleted: recovery deletes it if a
-/// crash comes first.
+/// The rename that retires `old` ([`layout::retired`]) in a journaled step.
 fn retire(old: &Path) -> Rename {
-    let name = old.file_name().unwrap_or_default().to_string_lossy();
     Rename {
         tmp: old.to_owned(),
-        dest: old.with_file_name(format!(".retired-{name}.tmp")),
+        dest: layout::retired(old),
     }
 }
 

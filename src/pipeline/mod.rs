@@ -608,16 +608,9 @@ impl Writer<'_> {
         // temporary, so a record is never both a row and a dead letter, nor neither.
         let retired: Vec<Rename> = std::mem::take(&mut self.retire)
             .into_iter()
-            .map(|old| {
-                let name = old
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                Rename {
-                    dest: old.with_file_name(format!(".retired-{name}.tmp")),
-                    tmp: old,
-                }
+            .map(|old| Rename {
+                dest: layout::retired(&old),
+                tmp: old,
             })
             .collect();
         renames.extend(retired.iter().cloned());

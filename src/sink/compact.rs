@@ -334,12 +334,9 @@ fn compact_partition(
         .sum();
     let retired: Vec<Rename> = inputs
         .iter()
-        .map(|i| {
-            let name = i.path.file_name().unwrap_or_default().to_string_lossy();
-            Rename {
-                dest: i.path.with_file_name(format!(".retired-{name}.tmp")),
-                tmp: i.path.clone(),
-            }
+        .map(|i| Rename {
+            dest: layout::retired(&i.path),
+            tmp: i.path.clone(),
         })
         .collect();
     let mut renames: Vec<Rename> = written

@@ -197,6 +197,14 @@ pub fn is_hidden(name: &str) -> bool {
     name.starts_with('.') || name.starts_with('_')
 }
 
+/// The hidden name a committed file is renamed to when a journaled step retires it
+/// (`.retired-<name>.tmp`, beside it): a temporary, so recovery deletes it if a crash comes
+/// before the step does.
+pub fn retired(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".retired-{name}.tmp"))
+}
+
 /// Whether `name` is a temporary that a commit or compaction left behind (`.….tmp`).
 pub fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
@@ -271,6 +279,11 @@ mod tests {
         );
         assert!(is_hidden(META_DIR) && is_hidden(".part-x.parquet.tmp"));
         assert!(is_temporary(".part-x.parquet.tmp") && !is_temporary(&part_file(1, 2)));
+        let retired = retired(&part);
+        assert_eq!(retired.parent(), part.parent());
+        assert!(is_temporary(
+            &retired.file_name().unwrap().to_string_lossy()
+        ));
     }
 
     #[test]
