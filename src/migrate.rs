@@ -32,7 +32,7 @@ use parquet::arrow::ArrowWriter;
 use crate::model::schema::chat_schema;
 use crate::sink::atomic::{self, AtomicFile};
 use crate::sink::layout;
-use crate::sink::parquet::ParquetOptions;
+use crate::sink::parquet::{unused_part_name, ParquetOptions};
 use crate::sink::recover;
 use crate::state::{Rename, StateError, StateStore};
 
@@ -287,7 +287,7 @@ fn migrate_unit(
     };
     for (old_dir, new_dir) in &partitions {
         for old in files_with_ext(old_dir, "parquet")? {
-            let (tmp, name, rows) = rewrite(&old, new_dir)?;
+            let (tmp, name, rows) = rewrite(&old, new_dir, &renames)?;
             report.parquet_files += 1;
             report.rows += rows;
             if unit.corp_id.is_some() {
@@ -395,8 +395,13 @@ fn retire(old: &Path) -> Rename {
 }
 
 /// Rewrites the Parquet file `old` (schema version 1) into the current messages schema as an
-/// fsynced temporary in `new_dir`. Returns the temporary, its final name and its row count.
-fn rewrite(old: &Path, new_dir: &Path) -> Result<(PathBuf, String, u64), MigrateError> {
+/// fsynced temporary in `new_dir`, named apart from the files `pending` publishes. Returns the
+/// temporary, its final name and its row count.
+fn rewrite(
+    old: &Path,
+    new_dir: &Path,
+    pending: &[Rename],
+) -> Result<(PathBuf, String, u64), MigrateError> {
     let fail = |detail: String| MigrateError::Rewrite {
         path: old.to_owned(),
         detail,
@@ -445,16 +450,11 @@ fn rewrite(old: &Path, new_dir: &Path) -> Result<(PathBuf, String, u64), Migrate
         writer.write(&batch).map_err(|e| fail(e.to_string()))?;
     }
     let file = writer.into_inner().map_err(|e| fail(e.to_string()))?;
-    let name = if rows == 0 {
-        layout::part_file_distinct(0, 0, file.token())
-    } else {
-        let name = layout::part_file(first, last);
-        if new_dir.join(&name).exists() {
-            layout::part_file_distinct(first, last, file.token())
-        } else {
-            name
-        }
-    };
+    // Two old files of one seq range (a dump decrypted twice into one folder) become two names.
+    let (first, last) = if rows == 0 { (0, 0) } else { (first, last) };
+    let name = unused_part_name(new_dir, first, last, file.token(), |p| {
+        pending.iter().any(|r| r.dest == p)
+    });
     let prepared = file.prepare(&name).map_err(io(new_dir))?;
     Ok((prepared.tmp, name, rows))
 }

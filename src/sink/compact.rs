@@ -35,7 +35,7 @@ use serde::Serialize;
 use super::atomic::{AtomicFile, Prepared};
 use super::layout;
 use super::lock::{CorpLock, LockError};
-use super::parquet::ParquetOptions;
+use super::parquet::{unused_part_name, ParquetOptions};
 use crate::model::schema::chat_schema;
 use crate::state::{Rename, StateError, StateStore};
 
@@ -723,12 +723,11 @@ fn write_run(
 fn finish(output: Output, dir: &Path, before: &[Prepared]) -> Result<Prepared, CompactError> {
     let file = output.writer.into_inner().map_err(pq(dir))?;
     let (first, last) = (output.first.max(0) as u64, output.last.max(0) as u64);
-    let mut name = layout::part_file(first, last);
-    // The name of an input (a partition holding one seq range twice), or of an earlier output
-    // (one seq repeated across the split): name the new file apart, or publishing it would fail.
-    if dir.join(&name).exists() || before.iter().any(|p| p.dest == dir.join(&name)) {
-        name = layout::part_file_distinct(first, last, file.token());
-    }
+    // Taken by an input (a partition holding one seq range twice) or by an earlier output (one
+    // seq repeated across the split).
+    let name = unused_part_name(dir, first, last, file.token(), |p| {
+        before.iter().any(|b| b.dest == p)
+    });
     file.prepare(&name).map_err(io(dir))
 }
 

@@ -53,6 +53,27 @@ impl ParquetOptions {
     }
 }
 
+/// The name of a new part holding seqs `first..=last` in `dir`: [`layout::part_file`], or
+/// [`layout::part_file_distinct`] with the file's `token` when that name is taken, on disk or by
+/// `pending` (a file of the same journaled step, not yet published). Publishing never replaces
+/// a file, so two files of one seq range (a dump decrypted twice into one folder, a seq repeated
+/// across a compaction's outputs) must get two names before the step is journaled.
+pub fn unused_part_name(
+    dir: &Path,
+    first: u64,
+    last: u64,
+    token: &str,
+    pending: impl Fn(&Path) -> bool,
+) -> String {
+    let name = layout::part_file(first, last);
+    let path = dir.join(&name);
+    if path.exists() || pending(&path) {
+        layout::part_file_distinct(first, last, token)
+    } else {
+        name
+    }
+}
+
 /// A failure of the Parquet sink.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -210,13 +231,14 @@ impl ParquetSink {
         let mut out = Vec::with_capacity(open.len());
         for (_, part) in open {
             let file = part.writer.into_inner().map_err(|e| self.pq(e))?;
-            let (first, last) = (part.first_seq, part.last_seq);
-            let mut name = layout::part_file(first, last);
-            // A file of this seq range is already there (another dump decrypted into the same
-            // folder, or a range fetched twice): keep it and add this one beside it.
-            if file.dir().join(&name).exists() {
-                name = layout::part_file_distinct(first, last, file.token());
-            }
+            // One open file per partition folder: no two of this commit share a folder.
+            let name = unused_part_name(
+                file.dir(),
+                part.first_seq,
+                part.last_seq,
+                file.token(),
+                |_| false,
+            );
             let prepared = file.prepare(&name).map_err(|e| self.io(e))?;
             out.push(PreparedPart {
                 part: CommittedPart {

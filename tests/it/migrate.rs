@@ -400,3 +400,24 @@ fn a_decrypt_folder_of_the_old_layout_moves_too() {
         files(&msgs, ".parquet").len()
     );
 }
+
+#[test]
+fn two_old_files_of_one_seq_range_both_move() {
+    // What decrypting one dump twice into a folder left in release 0.1: part-1001-1035.parquet
+    // and part-1001-1035-<id>.parquet, which the current names would give one name.
+    let (_dir, root) = fixture();
+    let out = root.join("decrypt-out");
+    std::fs::copy(
+        out.join("part-1001-1035.parquet"),
+        out.join("part-1001-1035-0a1b2c.parquet"),
+    )
+    .unwrap();
+    let was = rows(&files(&out, ".parquet"));
+    assert_eq!(was.len(), 70);
+    let o = run(&["migrate", "--out", "decrypt-out"], &root, None);
+    assert!(o.status.success(), "{}", text(&o));
+    let msgs = layout::messages_root(&out);
+    assert_eq!(files(&msgs, ".parquet").len(), 2);
+    assert_eq!(rows(&files(&msgs, ".parquet")), was);
+    assert!(!is_legacy(&out));
+}
