@@ -379,7 +379,7 @@ fn migrate_unit(
     }
     // Folders emptied by the move; one still holding something (a file of the user's) stays.
     for dir in emptied {
-        remove_stray_temporaries(&dir);
+        recover::remove_stray_temporaries(&dir);
         let _ = std::fs::remove_dir(&dir);
     }
     report.corps.push(corp.to_owned());
@@ -487,20 +487,6 @@ fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, MigrateError> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Deletes the hidden temporaries directly in `dir` (old files retired by a finished step, and
-/// the sinks' leftovers of the earlier release).
-fn remove_stray_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if layout::is_temporary(&name) && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, Int64Array, StringArray, UInt64Array};
+use arrow_array::{Array, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -165,11 +165,10 @@ fn read_parquet(path: &Path, inv: &mut Inventory) -> Result<(), InventoryError> 
         let msgtype = batch
             .column_by_name("msgtype")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        // Int64 since schema version 2; UInt64 in files of earlier releases.
+        // Files of earlier releases (UInt64) are never here: commands refuse such trees until
+        // `migrate` has rewritten them.
         if let Some(seq) = seq.and_then(|c| c.as_any().downcast_ref::<Int64Array>()) {
             inv.seqs.extend(seq.iter().flatten().map(|s| s as u64));
-        } else if let Some(seq) = seq.and_then(|c| c.as_any().downcast_ref::<UInt64Array>()) {
-            inv.seqs.extend(seq.iter().flatten());
         }
         if let Some(t) = msgtype {
             for v in t.iter() {

@@ -57,8 +57,8 @@ pub fn recover(
     Ok(())
 }
 
-/// Deletes `.*.tmp` files (never-journaled commits) anywhere under `dir`.
-fn remove_stray_temporaries(dir: &Path) {
+/// Deletes `.*.tmp` files (never-journaled commits, retired files) anywhere under `dir`.
+pub fn remove_stray_temporaries(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
