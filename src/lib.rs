@@ -9,10 +9,9 @@
 //!   ([`source::sim`]);
 //! * [`crypto`] unwraps each record's key ([`crypto::keyring`], [`crypto::unwrap`]) and decrypts the
 //!   message natively ([`crypto::message`], byte-compatible with the SDK's `DecryptData`);
-//! * [`model`] types the decrypted JSON ([`model::message::ChatMessage`]) and builds Arrow batches
-//!   ([`model::schema`]);
-//! * [`compliance`] derives each message's conversation and applies the rules of `rules.toml` to its texts (pure,
-//!   per message);
+//! * [`model`] types the decrypted JSON ([`model::message::ChatMessage`]), derives its conversation
+//!   ([`model::conversation`]) and builds Arrow batches ([`model::schema`]);
+//! * [`compliance`] applies the rules of `rules.toml` to each message's texts (pure, per message);
 //! * [`pipeline`] runs the per-record transform in parallel, in seq order, and commits;
 //! * [`sink`] writes Parquet files and dead letters, atomically;
 //! * [`state`] remembers checkpoints in an embedded SQLite database;

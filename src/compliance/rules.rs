@@ -13,7 +13,7 @@
 //!
 //! A rule fires on a message when at least one of its keywords or regexes matches one of the message's texts
 //! ([`super::text`]), the message's msgtype is in `msgtypes` (when given), and the scope fits: `external` means an
-//! external contact sends or receives the message ([`super::conversation::involves_external`]), `internal` that
+//! external contact sends or receives the message ([`crate::model::conversation::involves_external`]), `internal` that
 //! none does.
 //!
 //! **Engines.** All keywords of all rules go into one Aho-Corasick automaton (overlapping matches, so that two
@@ -43,8 +43,8 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 
-use super::conversation::involves_external;
 use super::text::{carries_text, for_each_text, TEXTLESS};
+use crate::model::conversation::involves_external;
 use crate::model::message::ChatMessage;
 
 /// How serious a finding is; ordered, so that "at or above" is `>=`.
