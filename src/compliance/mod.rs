@@ -1,8 +1,10 @@
-//! The compliance layer's pure groundwork: the texts a
-//! rule looks at ([`text`]), and the rule set with its one-pass matcher ([`rules`]).
+//! The compliance layer: the texts a rule looks at ([`text`]), the rule set with its one-pass
+//! matcher ([`rules`]), and evidence exports of archived conversations ([`export`]).
 //!
-//! No I/O beyond reading `rules.toml` ([`rules::RuleSet::load`]) and no threads: the pipeline calls these from
-//! its parallel stage, per message. See `docs/compliance.md` for the rules and the measured cost.
+//! `text` and `rules` do no I/O beyond reading `rules.toml` ([`rules::RuleSet::load`]) and no threads: the
+//! pipeline calls them from its parallel stage, per message. `export` reads the archived tables and writes an
+//! export folder. See `docs/compliance.md` for the rules, the exports and the measured costs.
 
+pub mod export;
 pub mod rules;
 pub mod text;

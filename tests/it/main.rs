@@ -11,6 +11,7 @@ mod cli_pull;
 mod cli_retry;
 mod compact;
 mod decryptdata_vectors;
+mod export;
 mod media_download;
 mod migrate;
 mod model_messages;
