@@ -874,3 +874,111 @@ fn headless_chromium_renders_the_transcript_as_written() {
         bytes.len()
     );
 }
+
+#[test]
+fn downloaded_media_is_copied_into_the_export_and_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let corp = "wwsimexport";
+    let cfg = dir.path().join("wecom-archive.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "out = \"archive\"\ntimezone = \"UTC\"\n\n[[corp]]\ncorp_id = \"{corp}\"\n\
+             source = \"sim\"\nsim_messages = 1500\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--media", "-q", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = dir.path().join("archive");
+    // The one-to-one conversation with the most media.
+    let mut rows = Vec::new();
+    for day in std::fs::read_dir(layout::corp_messages(&out, corp)).unwrap() {
+        for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            if !p.to_string_lossy().ends_with(".parquet") {
+                continue;
+            }
+            let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for b in r {
+                let b = b.unwrap();
+                let raw = b.column_by_name("raw_json").unwrap();
+                let raw = raw.as_any().downcast_ref::<StringArray>().unwrap();
+                for i in 0..b.num_rows() {
+                    rows.push(parse(raw.value(i).as_bytes()).unwrap());
+                }
+            }
+        }
+    }
+    let mut media_per_conv: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in &rows {
+        if let Some(id) = conversation_id(m).filter(|id| id.starts_with("single:")) {
+            let e = media_per_conv.entry(id.into_owned()).or_default();
+            e.extend(m.media().into_iter().map(|r| r.sdkfileid));
+        }
+    }
+    let (id, sdkfileids) = media_per_conv
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .unwrap();
+    assert!(sdkfileids.len() >= 2, "{id}: {sdkfileids:?}");
+    let to = dir.path().join("export");
+    let o = Command::new(BIN)
+        .args(["export", "--json", "--config"])
+        .arg(&cfg)
+        .args([
+            "--corp",
+            corp,
+            "--conversation",
+            &id,
+            "--format",
+            "html",
+            "--to-dir",
+        ])
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["media_missing"], 0);
+    // One file per content: media ids whose files are equal share one copy.
+    let store = StateStore::open(&layout::state_path(&out)).unwrap();
+    let contents: BTreeSet<String> = sdkfileids
+        .iter()
+        .map(|f| store.media_file(corp, f).unwrap().unwrap().sha256.unwrap())
+        .collect();
+    assert_eq!(summary["media_files"], contents.len() as u64, "{summary}");
+    let m = verify_manifest(&to);
+    let media: Vec<&str> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .filter(|p| p.starts_with("media/"))
+        .collect();
+    assert_eq!(media.len(), contents.len());
+    let html =
+        std::fs::read_to_string(to.join(summary["conversations"][0]["path"].as_str().unwrap()))
+            .unwrap();
+    for p in &media {
+        // Content-addressed, as in the archive, and linked from the page.
+        let stem = Path::new(p)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(sha256_hex(&std::fs::read(to.join(p)).unwrap()), stem);
+        assert!(html.contains(&format!("href=\"{p}\"")), "{p} not linked");
+    }
+    assert!(!html.contains("class=\"media-missing\""));
+    // The config's time zone.
+    assert!(html.contains("(UTC)"), "the header names the time zone");
+    assert_eq!(store.exports(corp, 10).unwrap().len(), 1);
+}

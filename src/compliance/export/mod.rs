@@ -996,6 +996,8 @@ struct MediaCopier<'a> {
     corp: &'a str,
     /// sdkfileid -> path in the export (`None`: not downloaded).
     done: HashMap<String, Option<String>>,
+    /// Names already copied: two media ids with the same content share one file.
+    names: HashSet<String>,
     copied: u64,
     missing: u64,
 }
@@ -1007,6 +1009,7 @@ impl<'a> MediaCopier<'a> {
             to_dir,
             corp,
             done: HashMap::new(),
+            names: HashSet::new(),
             copied: 0,
             missing: 0,
         }
@@ -1064,6 +1067,10 @@ impl<'a> MediaCopier<'a> {
         else {
             return Ok(None);
         };
+        let rel_in_export = format!("{MEDIA_DIR}/{name}");
+        if self.names.contains(&name) {
+            return Ok(Some(rel_in_export));
+        }
         let src = self.out.join(&rel);
         let mut input = match File::open(&src) {
             Ok(f) => f,
@@ -1083,13 +1090,13 @@ impl<'a> MediaCopier<'a> {
         let mut out = HashedFile::create(&dir, "bin")?;
         std::io::copy(&mut input, &mut out).map_err(io(&src))?;
         let sha256 = out.publish(&name)?;
-        let rel = format!("{MEDIA_DIR}/{name}");
         files.push(ManifestFile {
-            path: rel.clone(),
+            path: rel_in_export.clone(),
             sha256,
         });
+        self.names.insert(name);
         self.copied += 1;
-        Ok(Some(rel))
+        Ok(Some(rel_in_export))
     }
 }
 
