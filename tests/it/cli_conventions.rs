@@ -42,6 +42,9 @@ const CONFIG_COMMANDS: &[&[&str]] = &[
     &["check-agree", "--room", "wrRoom01"],
     &["retry-dead-letters", "--corp", "wwcorp"],
     &["compact"],
+    &[
+        "export", "--corp", "wwcorp", "--user", "u", "--format", "html", "--to-dir", "x",
+    ],
 ];
 
 #[test]

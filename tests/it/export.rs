@@ -25,6 +25,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
 const CORP: &str = "wwdemo0000000001";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SKIP_BROWSER_ENV: &str = "WECOM_ARCHIVE_SKIP_BROWSER";
+/// Where the browser test also saves the screenshot for the docs, when set.
+const SCREENSHOT_ENV: &str = "WECOM_ARCHIVE_SCREENSHOT";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -873,6 +875,22 @@ fn headless_chromium_renders_the_transcript_as_written() {
         "a real page, not a blank: {} bytes",
         bytes.len()
     );
+
+    // The docs' picture (docs/img/transcript.png): the whole page, crafted messages included.
+    if let Some(dest) = std::env::var_os(SCREENSHOT_ENV) {
+        let status = chromium(
+            &dir.path().join("profile-docs"),
+            &[
+                &format!("--screenshot={}", Path::new(&dest).display()),
+                "--window-size=1000,2300",
+                "--hide-scrollbars",
+                "--virtual-time-budget=2000",
+            ],
+            &url,
+            &dir.path().join("docs.out"),
+        );
+        assert!(status.success(), "chromium --screenshot: {status:?}");
+    }
 }
 
 #[test]
@@ -981,4 +999,76 @@ fn downloaded_media_is_copied_into_the_export_and_linked() {
     // The config's time zone.
     assert!(html.contains("(UTC)"), "the header names the time zone");
     assert_eq!(store.exports(corp, 10).unwrap().len(), 1);
+}
+
+/// Not a test: builds the archive of the measurement in docs/compliance.md ("Evidence export",
+/// cost), one conversation of 100,000 messages, under `$WECOM_ARCHIVE_EXPORT_MEASURE`. Run with
+/// `WECOM_ARCHIVE_EXPORT_MEASURE=/tmp/m cargo test --release --test it export::measure -- --ignored`.
+#[test]
+#[ignore = "builds the archive for a measurement; see docs/compliance.md"]
+fn measure_build_archive_of_one_large_conversation() {
+    let Some(root) = std::env::var_os("WECOM_ARCHIVE_EXPORT_MEASURE") else {
+        eprintln!("set WECOM_ARCHIVE_EXPORT_MEASURE=DIR");
+        return;
+    };
+    let root = PathBuf::from(root);
+    let out = root.join("archive");
+    let n: u64 = 100_000;
+    let wrap =
+        WrapKey::from_pem(&std::fs::read_to_string(fixture("rsa_test_pub.pem")).unwrap()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(100_000);
+    let dump = root.join("large.jsonl");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&dump).unwrap());
+    let phrases = [
+        "合同已发您邮箱，请查收",
+        "好的，收到",
+        "Please check the attachment.",
+        "明天上午十点开会",
+    ];
+    for seq in 1..=n {
+        let (from, to) = if seq % 2 == 0 {
+            ("lisi", "zhangsan")
+        } else {
+            ("zhangsan", "lisi")
+        };
+        let t = 1_795_104_000_000 + seq as i64 * 2_000;
+        let msgid = format!("large-{seq}");
+        let content = phrases[(seq % 4) as usize].repeat(1 + (seq % 7) as usize);
+        let pt = format!(
+            r#"{{"msgid":"{msgid}","action":"send","from":"{from}","tolist":["{to}"],"roomid":"","msgtime":{t},"msgtype":"text","text":{{"content":"{content} #{seq}"}}}}"#
+        );
+        let rec = encrypt_record(&mut rng, &wrap, 1, seq, &msgid, pt.as_bytes());
+        use std::io::Write;
+        writeln!(w, "{}", serde_json::to_string(&rec).unwrap()).unwrap();
+    }
+    drop(w);
+    let mut keyring = Keyring::new(Backend::default());
+    keyring
+        .add_pem_file(1, &fixture("rsa_test_priv.pem"))
+        .unwrap();
+    let mut store = StateStore::open(&layout::state_path(&out)).unwrap();
+    let mut source = wecom_archive::source::DumpSource::new(
+        wecom_archive::source::file::DumpReader::open(&dump).unwrap(),
+        "large",
+    );
+    let report = wecom_archive::pull::pull_source(
+        &mut store,
+        &wecom_archive::pull::Target {
+            out: &out,
+            corp_id: CORP,
+            tz: jiff::tz::TimeZone::get("Asia/Shanghai").unwrap(),
+        },
+        &mut source,
+        &keyring,
+        &wecom_archive::pipeline::RunOptions {
+            commit_every: 10_000,
+            ..Default::default()
+        },
+        &AtomicBool::new(false),
+        &|_| {},
+    );
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.stats.written, n);
+    eprintln!("archive of {n} messages in {}", out.display());
 }

@@ -58,7 +58,7 @@ article.msg .from{font-weight:600;color:#1d2129}
 .revoke{background:#fafafa;color:#4e5969;font-style:italic}
 dl.fields{display:grid;grid-template-columns:max-content auto;gap:0 10px;margin:0;white-space:normal}
 dl.fields dt{color:#86909c}dl.fields dd{margin:0;white-space:pre-wrap}
-pre.raw{background:#f2f3f5;padding:8px;overflow-x:auto;white-space:pre-wrap;font-size:12px}
+pre.raw{background:#f2f3f5;padding:8px;overflow-x:auto;white-space:pre-wrap;word-break:break-all;font-size:12px}
 img{max-width:320px;max-height:320px;border-radius:4px}
 .media-missing{color:#86909c}
 .type{border:1px solid #c9cdd4;border-radius:3px;padding:0 4px}
@@ -605,14 +605,11 @@ fn render_body(
             ],
         ),
         Payload::Switch { user } => fields(out, &[("switched corp", user.clone())]),
-        Payload::Unknown(v) => {
+        Payload::Unknown(_) => {
             media(out, linked, None, None);
-            // The whole message as sent: nothing is known of the type, so nothing is dropped.
-            let pretty = serde_json::from_str::<Value>(raw_json)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or_else(|| v.to_string());
-            out.push_str(&format!("<pre class=\"raw\">{}</pre>", escape(&pretty)));
+            // The whole message exactly as sent: nothing is known of the type, so nothing is
+            // dropped or reordered.
+            out.push_str(&format!("<pre class=\"raw\">{}</pre>", escape(raw_json)));
         }
     }
 }
