@@ -141,10 +141,10 @@ impl Transcript for HtmlTranscript {
             local = ctx.local_time(msg.msgtime),
         )?;
         if let Some(by) = m.recalled_by {
-            write!(
+            writeln!(
                 w,
                 "<p class=\"revoked-marker\">Recalled (已撤回) by the sender: see \
-                 <a href=\"#seq-{by}\">seq {by}</a></p>\n"
+                 <a href=\"#seq-{by}\">seq {by}</a></p>"
             )?;
         }
         let mut body = String::new();

@@ -947,13 +947,12 @@ impl Stream {
     }
 }
 
+/// What [`merge`] calls per row: `(seq, conversation, message, raw_json)`.
+type OnRow<'f> = dyn FnMut(i64, &str, &ChatMessage, &str) -> Result<(), ExportError> + 'f;
+
 /// Calls `f(seq, conversation, message, raw_json)` for every row of `parts` whose conversation
 /// is in `wanted`, in seq order (ties in file order).
-fn merge(
-    parts: &[Part],
-    wanted: &HashSet<String>,
-    f: &mut dyn FnMut(i64, &str, &ChatMessage, &str) -> Result<(), ExportError>,
-) -> Result<(), ExportError> {
+fn merge(parts: &[Part], wanted: &HashSet<String>, f: &mut OnRow<'_>) -> Result<(), ExportError> {
     // Files are opened when the merge reaches their lowest seq and dropped when read.
     let mut unopened: Vec<usize> = (0..parts.len()).collect();
     unopened.sort_by_key(|&i| Reverse((parts[i].first, i)));
