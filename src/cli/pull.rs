@@ -87,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         commit_every: args.commit_every.max(1),
         media,
         compact,
+        rules: config.rule_set()?,
     };
     let mut out = Printer::default();
     let mut dead_lettered = 0;

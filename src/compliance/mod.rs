@@ -4,5 +4,6 @@
 //! No I/O beyond reading `rules.toml` ([`rules::RuleSet::load`]) and no threads: the pipeline calls these from
 //! its parallel stage, per message. See `docs/compliance.md` for the rules and the measured cost.
 
+pub mod findings;
 pub mod rules;
 pub mod text;

@@ -13,6 +13,7 @@ mod compact;
 mod decryptdata_vectors;
 mod media_download;
 mod migrate;
+mod migrate_schema;
 mod model_messages;
 mod pipeline_resume;
 mod pull_guard;
