@@ -10,6 +10,7 @@ mod cli_media;
 mod cli_pull;
 mod cli_retry;
 mod compact;
+mod compliance;
 mod decryptdata_vectors;
 mod media_download;
 mod migrate;
