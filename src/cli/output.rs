@@ -328,6 +328,21 @@ pub struct InspectSummary {
     pub temporaries: u64,
     /// Checkpoints, when the directory has a state store.
     pub checkpoints: Vec<CheckpointSummary>,
+    /// Findings rows by rule-set version, rule and severity (empty without rules).
+    pub findings: Vec<FindingsCount>,
+}
+
+/// Findings of one rule under one rule-set version (`inspect`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingsCount {
+    /// The rule set's version.
+    pub rule_set_version: String,
+    /// The rule.
+    pub rule_id: String,
+    /// Its severity.
+    pub severity: String,
+    /// Findings rows.
+    pub rows: u64,
 }
 
 impl InspectSummary {
@@ -366,6 +381,16 @@ impl InspectSummary {
             gaps: gaps.iter().take(max_gaps).map(|&(a, b)| [a, b]).collect(),
             temporaries: inv.temporaries,
             checkpoints,
+            findings: inv
+                .findings
+                .iter()
+                .map(|((v, r, sev), &rows)| FindingsCount {
+                    rule_set_version: v.clone(),
+                    rule_id: r.clone(),
+                    severity: sev.clone(),
+                    rows,
+                })
+                .collect(),
         }
     }
 }
