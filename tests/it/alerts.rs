@@ -465,3 +465,162 @@ max_backoff_secs = 1
         ["msg001"]
     );
 }
+
+/// A config with a simulated corp (and, for `serve`, a callback app), whose alerts go to the
+/// JSON receiver at `addr`.
+fn pull_config(dir: &Path, addr: SocketAddr) -> PathBuf {
+    std::fs::write(dir.join("cb.token"), "callbacktoken\n").unwrap();
+    std::fs::write(
+        dir.join("cb.aes"),
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\n",
+    )
+    .unwrap();
+    config(
+        dir,
+        &format!(
+            r#"poll_secs = 1
+[[alerts.webhook]]
+name = "siem"
+kind = "json"
+url = "http://{addr}/hook?token={SIEM_KEY}"
+
+[[corp]]
+corp_id = "wwsimalerts01"
+source = "sim"
+sim_messages = 40
+
+[callback]
+listen = "127.0.0.1:0"
+[callback.app]
+corpid = "wwsimalerts01"
+token_file = "cb.token"
+aes_key_file = "cb.aes"
+"#
+        ),
+    )
+}
+
+#[test]
+fn pull_once_delivers_the_outbox_after_pulling() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver: Shared = Arc::default();
+    let addr = start_receiver("127.0.0.1:0".parse().unwrap(), receiver.clone());
+    let cfg = pull_config(dir.path(), addr);
+    let state = dir.path().join("state.sqlite");
+    let all: Vec<NewAlert> = (0..3).map(|i| alert(i, Severity::Warn)).collect();
+    enqueue(&state, &all);
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("alerts: 3 delivered, 0 pending, 0 failed"),
+        "{}",
+        text(&o)
+    );
+    let want: Vec<String> = all.iter().map(idempotency_key).collect();
+    assert_eq!(receiver.lock().unwrap().accepted["/hook"], want);
+
+    // --json carries the same figures; nothing is sent twice.
+    enqueue(&state, &[alert(9, Severity::Critical)]);
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["alerts"]["delivered"], 1, "{v}");
+    assert_eq!(v["alerts"]["pending"], 0, "{v}");
+    assert_eq!(receiver.lock().unwrap().accepted["/hook"].len(), 4);
+    assert!(!text(&o).contains(SIEM_KEY));
+}
+
+/// `GET path` on `addr`, the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_delivers_alerts_as_they_arrive_and_reports_them_in_metrics() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver: Shared = Arc::default();
+    receiver
+        .lock()
+        .unwrap()
+        .script
+        .insert("/hook".into(), vec![Act::Fail]);
+    let addr = start_receiver("127.0.0.1:0".parse().unwrap(), receiver.clone());
+    let cfg = pull_config(dir.path(), addr);
+    // Retries after the one failure come quickly.
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace(
+        "name = \"siem\"\n",
+        "name = \"siem\"\nbackoff_secs = 1\nmax_backoff_secs = 1\n",
+    );
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let served = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+
+    // Alerts that arrive while serve runs (as a pull's commit would add them).
+    let state = dir.path().join("state.sqlite");
+    let all: Vec<NewAlert> = (0..4).map(|i| alert(i, Severity::Critical)).collect();
+    enqueue(&state, &all);
+    let want: Vec<String> = all.iter().map(idempotency_key).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.lock().unwrap().accepted.get("/hook") != Some(&want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = http_get(&served, "/metrics");
+        if metrics.contains("wecom_archive_alerts{webhook=\"siem\",status=\"delivered\"} 4") {
+            assert!(metrics.contains("wecom_archive_alerts{webhook=\"siem\",status=\"pending\"} 0"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains(SIEM_KEY), "{stderr}");
+    assert_eq!(
+        receiver.lock().unwrap().requests["/hook"],
+        2,
+        "one refused, one accepted"
+    );
+}
