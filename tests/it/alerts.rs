@@ -362,16 +362,14 @@ fn the_rate_limit_bounds_the_requests_of_a_window() {
     let addr = start_receiver("127.0.0.1:0".parse().unwrap(), receiver.clone());
     let cfg = config(
         dir.path(),
-        &format!(
-            r#"
+        r#"
 [[alerts.webhook]]
 name = "robot"
 kind = "wecom_robot"
 url_env = "ROBOT_URL_FOR_TEST"
 batch_max = 1
 per_minute = 2
-"#
-        ),
+"#,
     );
     let state = dir.path().join("state.sqlite");
     enqueue(

@@ -303,8 +303,9 @@ mod tests {
         let mut v2 = a.clone();
         v2.alert.rule_set_version = "other".into();
         assert_ne!(idempotency_key(&v2.alert), key);
-        assert_eq!(batch_key(&[a.clone()]), batch_key(&[a.clone()]));
-        assert_ne!(batch_key(&[a.clone()]), batch_key(&[a, v2]));
+        let one = batch_key(std::slice::from_ref(&a));
+        assert_eq!(one, batch_key(std::slice::from_ref(&a)));
+        assert_ne!(one, batch_key(&[a, v2]));
     }
 
     impl NewAlert {
