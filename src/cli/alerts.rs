@@ -184,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if let Some(r) = &s.sent {
             println!(
-                "sent: {} requests, {} alerts delivered, {} requests failed, {} deliveries gave up",
+                "sent: {} requests, {} deliveries accepted, {} requests failed, {} deliveries gave up",
                 r.requests, r.delivered, r.failed_requests, r.gave_up
             );
         }

@@ -83,7 +83,8 @@ async fn hook(
         assert!(content.len() <= 4096, "{}", content.len());
         content
             .lines()
-            .filter_map(|l| l.split(" · msgid ").nth(1).map(str::to_owned))
+            .filter_map(|l| l.split(" · msgid ").nth(1))
+            .map(|id| id.trim_matches('`').to_owned())
             .collect()
     } else {
         v["alerts"]

@@ -138,8 +138,22 @@ pub fn robot_block(a: &NewAlert, tz: &jiff::tz::TimeZone) -> String {
         terms.join(", "),
         e(&a.snippet),
         a.seq,
-        e(&a.msgid),
+        code_or_escaped(&a.msgid),
     )
+}
+
+/// An id as inline code, so that it copies as it is (`_` would otherwise read as emphasis), when
+/// it has only characters that cannot end the code span; else escaped.
+fn code_or_escaped(id: &str) -> String {
+    if !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c))
+    {
+        format!("`{id}`")
+    } else {
+        escape_markdown(id)
+    }
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut with `…`.
@@ -219,8 +233,11 @@ mod tests {
              > from: zhangsan · 2025-12-03 17:50:16 +08:00 · text\n\
              > terms: 返点\n\
              > 「给你 5% 返点」\n\
-             > seq 1 · msgid msg1"
+             > seq 1 · msgid `msg1`"
         );
+        let mut odd = stored(2, "x").alert;
+        odd.msgid = "a`b_external".into();
+        assert!(robot_block(&odd, &shanghai()).ends_with("msgid a｀b＿external"));
     }
 
     #[test]
@@ -255,7 +272,7 @@ mod tests {
                 content.len()
             );
             for a in &rest[..n] {
-                assert!(content.contains(&format!("msgid {}", a.alert.msgid)));
+                assert!(content.contains(&format!("msgid `{}`", a.alert.msgid)));
                 seen.push(a.id);
             }
             rest = &rest[n..];
