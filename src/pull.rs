@@ -38,6 +38,8 @@ pub struct PullOptions {
     /// each pull. `None`: no compaction (`pull` without `--follow`, or `[compaction] auto =
     /// false`).
     pub compact: Option<CompactOptions>,
+    /// The rules screening every message (`rules = "…"` in the config), loaded once.
+    pub rules: Option<std::sync::Arc<crate::compliance::rules::RuleSet>>,
 }
 
 impl Default for PullOptions {
@@ -46,6 +48,7 @@ impl Default for PullOptions {
             commit_every: 100_000,
             media: None,
             compact: None,
+            rules: None,
         }
     }
 }
@@ -198,6 +201,7 @@ pub fn pull_corp(
     };
     let run_options = RunOptions {
         commit_every: options.commit_every.max(1),
+        rules: options.rules.clone(),
         ..RunOptions::default()
     };
     let mut report = match crate::source::for_corp(config, corp) {

@@ -59,6 +59,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
+
+    #[command(flatten)]
+    rules: super::args::RulesArg,
 }
 
 /// Runs the subcommand.
@@ -85,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         commit_every: args.commit_every.max(1),
         page_size: args.page_size,
+        rules: args.rules.load()?,
         ..RunOptions::default()
     };
     let remaining = args.messages.saturating_sub(before.unwrap_or(0));

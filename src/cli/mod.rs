@@ -21,6 +21,7 @@ mod output;
 mod permit_users;
 mod pull;
 mod retry;
+mod scan;
 mod sdk_worker;
 mod serve;
 mod token;
@@ -89,6 +90,12 @@ enum Command {
   wecom-archive compact --config wecom-archive.toml
   wecom-archive compact --out wecom-archive-demo --before 2026-11-25 --target-file-mb 64 --json")]
     Compact(compact::Args),
+    /// Apply the rules to what is already archived, writing findings under the rule set's
+    /// version; files already screened by that version are skipped.
+    #[command(after_help = "Examples:
+  wecom-archive scan --config wecom-archive.toml
+  wecom-archive scan --out wecom-archive-demo --rules rules.toml --from 2026-11-01 --json")]
+    Scan(scan::Args),
     /// Show what an output directory holds: counts, seq range, gaps, dead letters.
     #[command(after_help = "Examples:
   wecom-archive inspect wecom-archive-demo
@@ -170,6 +177,7 @@ impl Command {
             Command::Bench(_)
             | Command::Media(_)
             | Command::Compact(_)
+            | Command::Scan(_)
             | Command::Inspect(_)
             | Command::Migrate(_)
             | Command::SdkWorker(_)
@@ -191,6 +199,7 @@ fn parse() -> Cli {
         Command::RetryDeadLetters(args) => Some((&mut args.config, "retry-dead-letters")),
         Command::Migrate(args) => Some((&mut args.config, "migrate")),
         Command::Compact(args) => Some((&mut args.config, "compact")),
+        Command::Scan(args) => Some((&mut args.config, "scan")),
         _ => None,
     };
     if let Some((config, name)) = config {
@@ -234,6 +243,7 @@ pub fn main() -> ExitCode {
         Command::Media(args) => media::run(args),
         Command::RetryDeadLetters(args) => retry::run(args),
         Command::Compact(args) => compact::run(args),
+        Command::Scan(args) => scan::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Bench(args) => bench::run(args),

@@ -81,6 +81,10 @@ pub struct RunSummary {
     pub files: Vec<FileSummary>,
     /// Dead-letter files committed.
     pub dead_letter_files: Vec<String>,
+    /// Findings rows written (one per message and rule that fired; 0 without rules).
+    pub findings: u64,
+    /// Findings files committed.
+    pub findings_files: Vec<FileSummary>,
     /// Input entries per second.
     pub msgs_per_sec: f64,
     /// Wall time of the run, in seconds.
@@ -153,6 +157,17 @@ impl RunSummary {
                 })
                 .collect(),
             dead_letter_files: stats.dead_letter_files.iter().map(|p| text(p)).collect(),
+            findings: stats.findings,
+            findings_files: stats
+                .findings_files
+                .iter()
+                .map(|f| FileSummary {
+                    path: text(&f.path),
+                    rows: f.rows,
+                    first_seq: f.first_seq,
+                    last_seq: f.last_seq,
+                })
+                .collect(),
             msgs_per_sec: stats.msgs_per_sec(),
             elapsed_secs: stats.elapsed.as_secs_f64(),
             interrupted_by: None,
@@ -358,6 +373,19 @@ impl InspectSummary {
     }
 }
 
+/// The rule set `bench` screened with.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRules {
+    /// Rules.
+    pub rules: usize,
+    /// Keywords of all rules.
+    pub keywords: usize,
+    /// Regexes of all rules.
+    pub regexes: usize,
+    /// The rule-set version.
+    pub version: String,
+}
+
 /// One round of `bench`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRound {
@@ -401,6 +429,10 @@ impl BenchRun {
 pub struct BenchSummary {
     /// RSA backend.
     pub backend: String,
+    /// The rules of `--rules` (`null`: none).
+    pub rules: Option<BenchRules>,
+    /// Findings rows of the best all-core run.
+    pub findings: u64,
     /// Threads of the "all cores" runs.
     pub cores: usize,
     /// Records the simulator generates per second on one core.

@@ -87,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         commit_every: args.commit_every.max(1),
         media,
         compact,
+        rules: config.rule_set()?,
     };
     // Findings' alerts are delivered between polls and after the last round.
     let mut alerts = super::alerts::PullAlerts::new(&config)?;

@@ -153,6 +153,9 @@ pub struct Config {
     /// Compaction of closed days.
     #[serde(default)]
     pub compaction: CompactionSection,
+    /// `rules.toml`: the compliance rules screening every message (findings table); relative to
+    /// the config file's folder.
+    pub rules: Option<PathBuf>,
     /// The corps to pull.
     #[serde(default, rename = "corp")]
     pub corps: Vec<CorpSection>,
@@ -226,6 +229,19 @@ impl Config {
             path: self.path.clone(),
             message: message.into(),
         }
+    }
+
+    /// The rules of `rules = "…"`, read and compiled; `None` without the key.
+    pub fn rule_set(
+        &self,
+    ) -> Result<
+        Option<std::sync::Arc<crate::compliance::rules::RuleSet>>,
+        crate::compliance::rules::RulesError,
+    > {
+        self.rules
+            .as_ref()
+            .map(|p| crate::compliance::rules::RuleSet::load(&self.resolve(p)).map(Into::into))
+            .transpose()
     }
 
     /// `pull` needs at least one corp; the token commands and `serve` do not.

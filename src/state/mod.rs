@@ -1,8 +1,9 @@
 //! Where we are: the embedded state database (SQLite, bundled). Only this module knows SQL.
 //!
-//! One [`StateStore`] (one connection) keeps five areas, each in its own file with its tables:
+//! One [`StateStore`] (one connection) keeps six areas, each in its own file with its tables:
 //! - `commits`: per-corp checkpoints and the commit journal (see "Exactly once" below);
 //! - `runs`: the history of pipeline runs;
+//! - `screened`: which message files each rule-set version has screened (for `scan`);
 //! - `media`: media references and each file's download progress;
 //! - `wecom`: the WeCom-facing side: suite tickets, authorized corps and their permanent codes,
 //!   callback dedupe keys, access tokens and small named values;
@@ -29,6 +30,7 @@ mod alerts;
 mod commits;
 mod media;
 mod runs;
+mod screened;
 mod shared_state;
 mod wecom;
 
@@ -41,9 +43,10 @@ use rusqlite::Connection;
 #[allow(unused_imports)]
 pub(crate) use alerts::insert_alerts;
 pub use alerts::{AlertRetry, ClaimedAlert, NewAlert, StoredAlert, WebhookOutbox};
-pub use commits::{PendingCommit, Rename};
+pub use commits::{JournalExtras, PendingCommit, Rename};
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
 pub use runs::RunRecord;
+pub use screened::Screened;
 pub use shared_state::SharedState;
 pub use wecom::{
     AuthCorp, NewCallbackEvent, StoredCallbackEvent, StoredSuiteTickets,
@@ -77,11 +80,12 @@ impl std::fmt::Debug for StateStore {
 
 /// Each area's tables, created in this order when missing. `IF NOT EXISTS` leaves an existing
 /// database untouched, so the table and column names are the on-disk format: never rename them.
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     commits::SCHEMA,
     runs::SCHEMA,
     media::SCHEMA,
     wecom::SCHEMA,
+    screened::SCHEMA,
     alerts::SCHEMA,
 ];
 
@@ -350,6 +354,7 @@ mod tests {
                 "callback_seen(key,expires_at)",
                 "checkpoint(corp_id,last_seq,updated_at)",
                 "commit_journal(id,corp_id,last_seq,renames)",
+                "findings_screened(corp_id,rule_set_version,file)",
                 "kv(key,value,updated_at)",
                 "media_file(corp_id,sdkfileid,kind,ext,md5sum,size_hint,status,bytes_done,indexbuf,\
                  tmp_path,attempts,mismatches,md5_status,path,size,sha256,error,updated_at)",

@@ -343,7 +343,9 @@ fn journaled_commit_is_rolled_forward() {
         std::fs::copy(&part.path, at).unwrap();
         renames.push(wecom_archive::state::Rename { tmp, dest });
     }
-    store.journal_commit("wwjournal", 400, &renames).unwrap();
+    store
+        .journal_commit("wwjournal", 400, &renames, &Default::default())
+        .unwrap();
     // A stray temporary of a commit that was never journaled: must be deleted, not published.
     let stray = main
         .path()
