@@ -26,6 +26,13 @@
 //! auto = true                        # after each pull of `pull --follow` and `serve`
 //! target_file_mb = 128
 //!
+//! [alerts]                         # optional; findings to webhooks (docs/compliance.md)
+//! min_severity = "warn"
+//! [[alerts.webhook]]
+//! name = "compliance-robot"
+//! kind = "wecom_robot"               # or "json"
+//! url_env = "WECOM_ROBOT_URL"        # a secret (the URL holds the key); or url_file, or url
+//!
 //! [[corp]]
 //! corp_id = "ww0123456789abcdef"
 //! secret_env = "WECOM_ARCHIVE_SECRET"   # or secret_file = "/run/secrets/archive"

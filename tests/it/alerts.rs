@@ -623,3 +623,52 @@ fn serve_delivers_alerts_as_they_arrive_and_reports_them_in_metrics() {
         "one refused, one accepted"
     );
 }
+
+#[test]
+fn pull_follow_delivers_between_polls() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver: Shared = Arc::default();
+    let addr = start_receiver("127.0.0.1:0".parse().unwrap(), receiver.clone());
+    let cfg = pull_config(dir.path(), addr);
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("poll_interval_secs = 2\n{text_cfg}")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["pull", "--follow", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Alerts that arrive while it follows (as its own commits would add them).
+    let state = dir.path().join("state.sqlite");
+    let all: Vec<NewAlert> = (0..3).map(|i| alert(i, Severity::Warn)).collect();
+    enqueue(&state, &all);
+    let want: Vec<String> = all.iter().map(idempotency_key).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.lock().unwrap().accepted.get("/hook") != Some(&want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(!stderr.contains(SIEM_KEY), "{stderr}");
+    assert_eq!(
+        receiver.lock().unwrap().accepted["/hook"],
+        want,
+        "each once"
+    );
+}
