@@ -353,10 +353,10 @@ impl Dispatcher {
 
     /// The first Unix second something could be sent: the earliest due delivery, or when the
     /// rate limit lets its webhook send again. `None`: nothing pending.
-    pub fn next_due(&mut self, state: &SharedState) -> Result<Option<i64>, AlertError> {
+    pub fn next_due(&self, state: &SharedState) -> Result<Option<i64>, AlertError> {
         let now = self.clock.now_unix();
         let mut next: Option<i64> = None;
-        for w in &mut self.webhooks {
+        for w in &self.webhooks {
             let Some(at) = state.lock().next_alert_attempt(&w.section.name)? else {
                 continue;
             };

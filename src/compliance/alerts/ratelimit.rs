@@ -42,13 +42,17 @@ impl RateLimiter {
         }
     }
 
-    /// The first second a request may go out, at or after `now`.
-    pub fn next_free(&mut self, now: i64) -> i64 {
-        if self.allows(now) {
-            return now;
+    /// The first second a request may go out, at or after `at` (which may lie ahead: nothing is
+    /// forgotten here, so asking about the future does not free a request now).
+    pub fn next_free(&self, at: i64) -> i64 {
+        let Some(n) = self.per_minute.map(|n| n as usize) else {
+            return at;
+        };
+        if self.sent.len() < n {
+            return at;
         }
-        // Full: the oldest request in the window must leave it first.
-        self.sent.front().map_or(now, |&t| t + WINDOW_SECS)
+        // Fewer than n requests are in the window ending at T once the (len - n)-th has left it.
+        at.max(self.sent[self.sent.len() - n] + WINDOW_SECS)
     }
 }
 
@@ -94,8 +98,16 @@ mod tests {
         l.record(15);
         assert!(!l.allows(20));
         assert_eq!(l.next_free(20), 70);
+        assert!(!l.allows(69));
         assert!(l.allows(70));
         assert_eq!(RateLimiter::new(None).next_free(5), 5);
+
+        // Asking about a later time frees nothing now.
+        let mut l = RateLimiter::new(Some(1));
+        l.record(100);
+        assert_eq!(l.next_free(200), 200);
+        assert!(!l.allows(120), "still one request in the window at 120");
+        assert_eq!(l.next_free(120), 160);
     }
 
     #[test]
