@@ -26,6 +26,18 @@ use crate::sink::parquet::{ParquetOptions, ParquetSink, SinkError};
 use crate::sink::recover::{self, RecoverError};
 use crate::state::{JournalExtras, Rename, Screened, StateError, StateStore};
 
+/// Test hook: `WECOM_ARCHIVE_FAULT_SCAN=<step>` aborts the process at that step of the first
+/// day scanned, as a crash would: `written` (findings fsynced, not journaled), `journaled`,
+/// `published` (renamed, journal entry not completed).
+pub const FAULT_ENV: &str = "WECOM_ARCHIVE_FAULT_SCAN";
+
+fn fault(step: &str) {
+    if std::env::var(FAULT_ENV).is_ok_and(|v| v == step) {
+        eprintln!("{FAULT_ENV}: aborting at {step}");
+        std::process::abort();
+    }
+}
+
 /// Which days of a corp to scan (local dates of the `date=` partitions, inclusive).
 #[derive(Debug, Clone, Default)]
 pub struct ScanRange {
@@ -171,13 +183,16 @@ pub fn scan_corp(
             screened,
             renamed: Vec::new(),
         };
+        fault("written");
         let id = store.journal_maintenance(corp_id, &renames, &extras)?;
+        fault("journaled");
         for r in &renames {
             crate::sink::atomic::publish(&r.tmp, &r.dest).map_err(|source| ScanError::Publish {
                 path: r.dest.clone(),
                 source,
             })?;
         }
+        fault("published");
         store.complete_commit(id)?;
         for p in parts {
             stats.findings += p.part.rows;

@@ -163,6 +163,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "query: duckdb -c \"SELECT msgtype, count(*) FROM read_parquet('{}', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"",
         wecom_archive::sink::layout::messages_root(&args.out).display()
     );
+    if stats.findings > 0 {
+        println!(
+            "findings: duckdb -c \"SELECT rule_id, severity, count(*) FROM read_parquet('{}', hive_partitioning=true) GROUP BY ALL ORDER BY 3 DESC\"",
+            wecom_archive::sink::layout::findings_root(&args.out).display()
+        );
+    }
     println!("inspect: wecom-archive inspect {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -359,3 +359,92 @@ fn scan_of_an_archive_pulled_without_rules_finds_what_the_pipeline_would_and_sur
     assert_eq!(after["corps"][0]["files_scanned"], 0, "{after}");
     assert_eq!(without_version(&findings(&out), &v1), expected);
 }
+
+#[test]
+fn a_scan_killed_at_any_step_finishes_on_the_next_run_without_duplicates() {
+    for step in ["written", "journaled", "published"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = dir.path();
+        std::fs::write(cwd.join("rules.toml"), RULES).unwrap();
+        demo(cwd, 3000, false);
+        let out = cwd.join("archive");
+        let expected = brute_force(&out);
+        let o = Command::new(BIN)
+            .args(["scan", "--out", "archive", "--rules", "rules.toml"])
+            .env(wecom_archive::scan::FAULT_ENV, step)
+            .current_dir(cwd)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}: the fault did not fire");
+        scan_json(cwd, "rules.toml");
+        // `findings` fails on a row written twice.
+        assert_eq!(
+            without_version(&findings(&out), &version(RULES)),
+            expected,
+            "{step}"
+        );
+        let again = scan_json(cwd, "rules.toml");
+        assert_eq!(again["corps"][0]["files_scanned"], 0, "{step}");
+    }
+}
+
+#[test]
+fn pull_applies_the_configs_rules_and_refuses_a_bad_rules_file_before_pulling() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    std::fs::create_dir(cwd.join("conf")).unwrap();
+    std::fs::write(cwd.join("conf/rules.toml"), RULES).unwrap();
+    // `rules` is resolved against the config file's folder.
+    std::fs::write(
+        cwd.join("conf/wecom-archive.toml"),
+        format!(
+            "out = \"../archive\"\nrules = \"rules.toml\"\n\n[[corp]]\ncorp_id = \"{CORP}\"\n\
+             source = \"sim\"\nsim_messages = 1500\n"
+        ),
+    )
+    .unwrap();
+    run(
+        &[
+            "pull",
+            "--once",
+            "--config",
+            "conf/wecom-archive.toml",
+            "-q",
+        ],
+        cwd,
+    );
+    let out = cwd.join("archive");
+    let expected = brute_force(&out);
+    assert!(!expected.is_empty());
+    assert_eq!(without_version(&findings(&out), &version(RULES)), expected);
+
+    // A rule that does not compile: refused at start, naming the file, the rule and the key.
+    std::fs::write(
+        cwd.join("conf/rules.toml"),
+        "[[rule]]\nid = \"idcard\"\nseverity = \"warn\"\nregex = ['(\\d{6}']\n",
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(cwd.join("conf/wecom-archive.toml")).unwrap();
+    std::fs::write(
+        cwd.join("conf/wecom-archive.toml"),
+        cfg.replace("sim_messages = 1500", "sim_messages = 2000"),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--config", "conf/wecom-archive.toml"])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rules.toml") && err.contains("idcard") && err.contains("regex"),
+        "{err}"
+    );
+    let store = wecom_archive::state::StateStore::open(&layout::state_path(&out)).unwrap();
+    assert_eq!(
+        store.checkpoint(CORP).unwrap(),
+        Some(1500),
+        "nothing was pulled"
+    );
+}
