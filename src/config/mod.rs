@@ -368,6 +368,11 @@ impl Config {
                     )));
                 }
             }
+            if w.batch_max.is_some_and(|n| n > 1000) {
+                return Err(self.invalid(format!(
+                    "[[alerts.webhook]] {name}: batch_max must be at most 1000"
+                )));
+            }
             if w.max_backoff_secs < w.backoff_secs {
                 return Err(self.invalid(format!(
                     "[[alerts.webhook]] {name}: max_backoff_secs must be at least backoff_secs"
@@ -654,6 +659,10 @@ batch_max = 50
             (
                 hook("url_env = \"U\"\nper_minute = 0\n"),
                 "per_minute must be at least 1",
+            ),
+            (
+                hook("url_env = \"U\"\nbatch_max = 5000\n"),
+                "batch_max must be at most 1000",
             ),
             (
                 hook("url_env = \"U\"\nkind2 = 1\n"),

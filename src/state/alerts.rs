@@ -586,6 +586,18 @@ mod tests {
             .claim_alert_deliveries("siem", &ids, 110, 140)
             .unwrap()
             .is_empty());
+        {
+            // A dispatcher that died mid-request: its lease ends and the deliveries come back,
+            // the lost attempt counted.
+            let mut other = StateStore::open_in_memory().unwrap();
+            other.enqueue_alerts(&[alert("x", Severity::Warn)]).unwrap();
+            other.plan_alert_deliveries("h", Severity::Warn, 0).unwrap();
+            other.claim_alert_deliveries("h", &[1], 0, 40).unwrap();
+            assert!(other.due_alerts("h", 39, 10).unwrap().is_empty());
+            assert_eq!(other.due_alerts("h", 40, 10).unwrap().len(), 1);
+            let again = other.claim_alert_deliveries("h", &[1], 40, 80).unwrap();
+            assert_eq!(again[0].attempt, 2);
+        }
 
         s.mark_alerts_delivered("siem", &ids[..1], 101).unwrap();
         s.fail_alert_deliveries(
