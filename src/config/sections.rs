@@ -451,8 +451,8 @@ pub struct WebhookSection {
     /// Only findings at or above this; default `[alerts] min_severity`.
     #[serde(default, deserialize_with = "opt_severity")]
     pub min_severity: Option<Severity>,
-    /// Alerts per request, at most 1000 (default 10 for a robot, whose message is also kept under 4096 bytes;
-    /// 100 for JSON).
+    /// Alerts per request, at most 1000 (default 10 for a robot, whose message is also kept
+    /// under 4096 bytes; 100 for JSON).
     pub batch_max: Option<usize>,
     /// Requests per minute (default 20 for a robot, WeCom's limit; none for JSON).
     pub per_minute: Option<u32>,
