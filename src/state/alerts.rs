@@ -216,7 +216,8 @@ fn placeholders(n: usize) -> String {
 }
 
 impl StateStore {
-    /// Inserts alerts in their own transaction (see [`insert_alerts`]). Returns how many were new.
+    /// Inserts alerts in their own transaction (as `insert_alerts` does in the caller's). Returns how
+    /// many were new.
     pub fn enqueue_alerts(&mut self, alerts: &[NewAlert]) -> Result<usize, StateError> {
         let path = self.path.clone();
         let err = |source| StateError {
