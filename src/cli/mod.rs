@@ -5,6 +5,7 @@
 //! (0 done, 1 failed, 2 usage, 3 `--strict` with dead letters, 130/143 stopped by
 //! SIGINT/SIGTERM after committing), and an error printed once as one chain.
 
+mod alerts;
 mod args;
 mod bench;
 mod check_agree;
@@ -129,6 +130,12 @@ enum Command {
   wecom-archive check-agree --config wecom-archive.toml --room wrXXXXXXXXXXXXXXXX
   wecom-archive check-agree --config wecom-archive.toml --pair zhangsan:wmXXXXXXXX")]
     CheckAgree(check_agree::Args),
+    /// Show the alert outbox per webhook (pending, delivered, failed); --send delivers what is due.
+    #[command(after_help = "Examples:
+  wecom-archive alerts --config wecom-archive.toml
+  wecom-archive alerts --config wecom-archive.toml --send --max-wait 60
+  wecom-archive alerts --config wecom-archive.toml --retry-failed --send --json")]
+    Alerts(alerts::Args),
     /// Receive WeCom callbacks (suite tickets, authorizations, msgaudit_notify) and pull on notify.
     #[command(after_help = "Examples:
   wecom-archive serve --config wecom-archive.toml
@@ -177,6 +184,7 @@ impl Command {
             | Command::Token(_)
             | Command::PermitUsers(_)
             | Command::CheckAgree(_)
+            | Command::Alerts(_)
             | Command::Completions(_)
             | Command::Man(_) => None,
         }
@@ -243,6 +251,7 @@ pub fn main() -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::PermitUsers(args) => permit_users::run(args),
         Command::CheckAgree(args) => check_agree::run(args),
+        Command::Alerts(args) => alerts::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Completions(args) => completions::run(args, Cli::command()),
         Command::Man(args) => man::run(args, Cli::command()),

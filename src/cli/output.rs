@@ -239,6 +239,9 @@ pub struct PullSummary {
     pub corps: Vec<RunSummary>,
     /// Corps whose pull (or media download) failed; their errors are on stderr.
     pub failed: Vec<String>,
+    /// With `[alerts]` webhooks: the alert delivery after the pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<super::alerts::PullAlertsSummary>,
 }
 
 /// Rows of one `corp_id=…/date=…` partition (both empty for a flat `decrypt` output).

@@ -1,9 +1,11 @@
-//! The compliance layer's pure groundwork: the texts a
-//! rule looks at ([`text`]), and the rule set with its one-pass matcher ([`rules`]).
+//! The compliance layer: the texts a rule looks at ([`text`]), the rule set with its one-pass
+//! matcher ([`rules`]), the findings rows ([`findings`]), and the delivery of alerts to webhooks ([`alerts`]).
 //!
-//! No I/O beyond reading `rules.toml` ([`rules::RuleSet::load`]) and no threads: the pipeline calls these from
-//! its parallel stage, per message. See `docs/compliance.md` for the rules and the measured cost.
+//! [`text`] and [`rules`] do no I/O beyond reading `rules.toml` ([`rules::RuleSet::load`]) and
+//! take no lock: the pipeline calls them from its parallel stage, per message. [`alerts`] is the
+//! one async part: it sends what the state's alert outbox holds. See `docs/compliance.md`.
 
+pub mod alerts;
 pub mod findings;
 pub mod rules;
 pub mod text;

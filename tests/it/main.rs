@@ -2,6 +2,7 @@
 //! so that `cargo test` links once instead of once per file (the emulator's tests are
 //! `tests/emulated/`, the official SDK's `tests/sdk_*.rs`).
 
+mod alerts;
 mod callback_vectors;
 mod cli_conventions;
 mod cli_decrypt;
