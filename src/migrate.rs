@@ -627,8 +627,8 @@ fn upgrade_unit(
     renames.extend(retired.iter().cloned());
     fault("rewritten");
     let extras = JournalExtras {
-        screened: Vec::new(),
         renamed: scanned.clone(),
+        ..JournalExtras::default()
     };
     let id = store.journal_maintenance(corp, &renames, &extras)?;
     fault("journaled");

@@ -40,6 +40,8 @@ pub struct PullOptions {
     pub compact: Option<CompactOptions>,
     /// The rules screening every message (`rules = "…"` in the config), loaded once.
     pub rules: Option<std::sync::Arc<crate::compliance::rules::RuleSet>>,
+    /// Findings at or above this severity become alerts ([`Config::alerts_min_severity`]).
+    pub alert_min: Option<crate::compliance::rules::Severity>,
 }
 
 impl Default for PullOptions {
@@ -49,6 +51,7 @@ impl Default for PullOptions {
             media: None,
             compact: None,
             rules: None,
+            alert_min: None,
         }
     }
 }
@@ -202,6 +205,7 @@ pub fn pull_corp(
     let run_options = RunOptions {
         commit_every: options.commit_every.max(1),
         rules: options.rules.clone(),
+        alert_min: options.alert_min,
         ..RunOptions::default()
     };
     let mut report = match crate::source::for_corp(config, corp) {

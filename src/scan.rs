@@ -181,7 +181,7 @@ pub fn scan_corp(
             .collect();
         let extras = JournalExtras {
             screened,
-            renamed: Vec::new(),
+            ..JournalExtras::default()
         };
         fault("written");
         let id = store.journal_maintenance(corp_id, &renames, &extras)?;

@@ -88,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         media,
         compact,
         rules: config.rule_set()?,
+        alert_min: config.alerts_min_severity(),
     };
     // Findings' alerts are delivered between polls and after the last round.
     let mut alerts = super::alerts::PullAlerts::new(&config)?;

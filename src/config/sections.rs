@@ -468,6 +468,10 @@ pub struct WebhookSection {
     /// Whole-request timeout, seconds.
     #[serde(default = "default_alert_timeout")]
     pub timeout_secs: u64,
+    /// A webhook added to a configuration that already had others starts with the alerts
+    /// stored after it was added; `backfill = true` sends it the whole outbox instead.
+    #[serde(default)]
+    pub backfill: bool,
 }
 
 impl WebhookSection {

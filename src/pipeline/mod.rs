@@ -27,7 +27,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rayon::prelude::*;
 
 use crate::compliance::findings::{findings_schema, FindingsBatchBuilder};
-use crate::compliance::rules::RuleSet;
+use crate::compliance::rules::{RuleSet, Severity};
 use crate::crypto::keyring::Keyring;
 use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
@@ -36,7 +36,7 @@ use crate::sink::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::sink::layout;
 use crate::sink::parquet::{CommittedPart, ParquetOptions, ParquetSink, SinkError};
 use crate::source::{Item, Rejected, Source, SourceError, MAX_PAGE};
-use crate::state::{JournalExtras, Rename, Screened, StateError, StateStore};
+use crate::state::{JournalExtras, NewAlert, Rename, Screened, StateError, StateStore};
 use transform::{decode, Decoded};
 
 /// How rows are laid out under the output root (the names are [`layout`]'s).
@@ -145,6 +145,9 @@ pub struct RunOptions {
     pub dedupe_window: usize,
     /// The rules screening every message (findings table); `None`: no rules configured.
     pub rules: Option<Arc<RuleSet>>,
+    /// Findings at or above this severity become alerts in the state's outbox, stored with
+    /// their commit; `None`: no webhooks configured (or no state).
+    pub alert_min: Option<Severity>,
     /// Dead-letter files being re-run (`retry-dead-letters`). When not empty, records at or
     /// below the checkpoint are expected rather than duplicates, and the final commit retires
     /// these files in the same journaled step that publishes what replaced them.
@@ -162,6 +165,7 @@ impl Default for RunOptions {
             progress_every: Duration::from_millis(500),
             dedupe_window: 200_000,
             rules: None,
+            alert_min: None,
             replaying: Vec::new(),
         }
     }
@@ -323,6 +327,8 @@ pub fn run(
             rules: rules.clone(),
             builders: BTreeMap::new(),
             messages_root: layout.messages_dir(dir),
+            alert_min: options.alert_min.filter(|_| state.is_some()),
+            alerts: Vec::new(),
         }),
         None => None,
     };
@@ -517,6 +523,40 @@ struct FindingsSink {
     builders: BTreeMap<String, (FindingsBatchBuilder, u64, u64)>,
     /// The messages folder of the corp: the screened marks name files relative to it.
     messages_root: PathBuf,
+    /// Findings at or above this severity are alerts.
+    alert_min: Option<Severity>,
+    /// Alerts of the findings since the last commit.
+    alerts: Vec<NewAlert>,
+}
+
+impl FindingsSink {
+    /// Queues the alerts of one message's findings, for the next commit.
+    fn queue_alerts(&mut self, corp_id: &str, row: &Decoded) {
+        let Some(min) = self.alert_min else {
+            return;
+        };
+        let mut conversation = None;
+        for f in row.findings.iter().filter(|f| f.severity >= min) {
+            let conversation = conversation.get_or_insert_with(|| {
+                crate::model::conversation::conversation_id(&row.message).map(|c| c.into_owned())
+            });
+            let msg = &row.message;
+            self.alerts.push(NewAlert {
+                corp_id: corp_id.to_owned(),
+                seq: row.seq,
+                msgid: msg.msgid.clone(),
+                conversation_id: conversation.clone(),
+                msgtime_ms: msg.msgtime,
+                from: msg.from.clone(),
+                msgtype: msg.msgtype.clone(),
+                rule_id: self.rules.rules()[f.rule_index].id.clone(),
+                rule_set_version: self.rules.version().to_owned(),
+                severity: f.severity,
+                terms: f.terms.clone(),
+                snippet: f.snippet.clone(),
+            });
+        }
+    }
 }
 
 struct Writer<'a> {
@@ -600,6 +640,7 @@ impl Writer<'_> {
                         fb.append(&f.rules, row.seq, &row.message, &row.findings);
                         *first = (*first).min(row.seq);
                         *last = (*last).max(row.seq);
+                        f.queue_alerts(&self.corp, &row);
                     }
                     self.stats.plaintext_bytes += row.plaintext.len() as u64;
                     self.stats.written += 1;
@@ -697,7 +738,11 @@ impl Writer<'_> {
         };
         let extras = JournalExtras {
             screened,
-            renamed: Vec::new(),
+            alerts: match &mut self.findings {
+                Some(f) => std::mem::take(&mut f.alerts),
+                None => Vec::new(),
+            },
+            ..JournalExtras::default()
         };
         if let Some(d) = &dead {
             renames.push(Rename {

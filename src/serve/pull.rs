@@ -34,6 +34,7 @@ impl PipelinePuller {
                     config.compaction.options(today)
                 }),
                 rules: config.rule_set().map_err(|e| e.to_string())?,
+                alert_min: config.alerts_min_severity(),
             },
             config,
         })

@@ -349,7 +349,7 @@ fn compact_partition(
     renames.extend(retired.iter().cloned());
     let extras = JournalExtras {
         screened: screened_by_all(store, corp_id, corp_dir, &inputs, &written)?,
-        renamed: Vec::new(),
+        ..JournalExtras::default()
     };
     let journal = store.journal_maintenance(corp_id, &renames, &extras)?;
     fault("journaled");

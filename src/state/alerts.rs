@@ -238,9 +238,41 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Registers the configured webhooks `(name, backfill)` not seen before, in one
+    /// transaction. When none was registered yet (the first configuration: the outbox was
+    /// filled for them), each starts at the beginning of the outbox. A webhook added beside
+    /// registered ones starts after the alerts stored so far, so that a robot added to a
+    /// long-running archive is not sent its history, unless its `backfill` is set.
+    pub fn register_alert_webhooks(&mut self, webhooks: &[(&str, bool)]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |source| StateError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let registered: i64 = tx
+            .query_row("SELECT count(*) FROM alert_webhook", [], |r| r.get(0))
+            .map_err(err)?;
+        let top: i64 = tx
+            .query_row("SELECT coalesce(max(id), 0) FROM alert", [], |r| r.get(0))
+            .map_err(err)?;
+        for (name, backfill) in webhooks {
+            let start = if registered == 0 || *backfill { 0 } else { top };
+            tx.execute(
+                "INSERT OR IGNORE INTO alert_webhook (webhook, planned_id) VALUES (?1, ?2)",
+                params![name, start],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     /// Creates the deliveries of `webhook` for the alerts stored since its last planning that
-    /// are at or above `min_severity` (pending, due at `now`). A webhook seen for the first time
-    /// gets every alert of the outbox that meets its filter. Returns how many were created.
+    /// are at or above `min_severity` (pending, due at `now`). Returns how many were created. A
+    /// webhook not registered ([`Self::register_alert_webhooks`]) starts at the beginning.
     pub fn plan_alert_deliveries(
         &mut self,
         webhook: &str,
@@ -644,6 +676,26 @@ mod tests {
         s.enqueue_alerts(&[alert("m2", Severity::Warn)]).unwrap();
         assert_eq!(s.plan_alert_deliveries("a", Severity::Warn, 2).unwrap(), 1);
         assert_eq!(s.plan_alert_deliveries("b", Severity::Warn, 2).unwrap(), 2);
+    }
+
+    #[test]
+    fn webhooks_of_the_first_config_get_the_outbox_and_added_ones_start_now_unless_backfill() {
+        let mut s = StateStore::open_in_memory().unwrap();
+        s.enqueue_alerts(&[alert("m1", Severity::Warn), alert("m2", Severity::Warn)])
+            .unwrap();
+        // The first configuration: both webhooks get what was stored for them.
+        s.register_alert_webhooks(&[("a", false), ("b", false)])
+            .unwrap();
+        assert_eq!(s.plan_alert_deliveries("a", Severity::Warn, 1).unwrap(), 2);
+        assert_eq!(s.plan_alert_deliveries("b", Severity::Warn, 1).unwrap(), 2);
+        // Added later: only what comes after, unless it asks for the history.
+        s.register_alert_webhooks(&[("a", false), ("c", false), ("d", true)])
+            .unwrap();
+        assert_eq!(s.plan_alert_deliveries("c", Severity::Warn, 2).unwrap(), 0);
+        assert_eq!(s.plan_alert_deliveries("d", Severity::Warn, 2).unwrap(), 2);
+        s.enqueue_alerts(&[alert("m3", Severity::Warn)]).unwrap();
+        assert_eq!(s.plan_alert_deliveries("c", Severity::Warn, 3).unwrap(), 1);
+        assert_eq!(s.plan_alert_deliveries("a", Severity::Warn, 3).unwrap(), 1);
         assert_eq!(s.due_alerts("a", 2, 10).unwrap().len(), 2);
     }
 }

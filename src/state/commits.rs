@@ -32,6 +32,8 @@ pub struct JournalExtras {
     /// Message files renamed by this step (`(old, new)`, relative to the corp's messages folder):
     /// their marks (screened by rules, scanned for media) follow them.
     pub renamed: Vec<(String, String)>,
+    /// Alerts on this step's findings: they exist exactly when the findings do.
+    pub alerts: Vec<super::NewAlert>,
 }
 
 /// `last_seq` of a journal entry that moves no checkpoint (seqs are never negative).
@@ -210,6 +212,7 @@ impl StateStore {
         let id = tx.last_insert_rowid();
         super::screened::rename(&tx, corp_id, &extras.renamed).map_err(err)?;
         super::media::rename_scanned(&tx, corp_id, &extras.renamed).map_err(err)?;
+        super::alerts::insert_alerts(&tx, &extras.alerts).map_err(err)?;
         super::screened::mark(&tx, corp_id, &extras.screened).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(id)

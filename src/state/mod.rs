@@ -40,8 +40,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 // Called inside the transaction that journals a pipeline commit (the findings of that commit).
-#[allow(unused_imports)]
-pub(crate) use alerts::insert_alerts;
 pub use alerts::{AlertRetry, ClaimedAlert, NewAlert, StoredAlert, WebhookOutbox};
 pub use commits::{JournalExtras, PendingCommit, Rename};
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};

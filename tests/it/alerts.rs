@@ -672,3 +672,148 @@ fn pull_follow_delivers_between_polls() {
         "each once"
     );
 }
+
+/// `(msgid, rule_id, rule_set_version, severity)` of every findings row under `out`.
+fn findings_rows(out: &Path) -> Vec<(String, String, String, String)> {
+    use arrow_array::{Array, StringArray};
+    let mut rows = Vec::new();
+    let mut stack = vec![wecom_archive::sink::layout::findings_root(out)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".parquet") {
+                continue;
+            }
+            let file = std::fs::File::open(&p).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                let col = |n: &str| {
+                    b.column_by_name(n)
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .unwrap()
+                        .clone()
+                };
+                let (m, r, v, s) = (
+                    col("msgid"),
+                    col("rule_id"),
+                    col("rule_set_version"),
+                    col("severity"),
+                );
+                for i in 0..b.num_rows() {
+                    rows.push((
+                        m.value(i).to_owned(),
+                        r.value(i).to_owned(),
+                        v.value(i).to_owned(),
+                        s.value(i).to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_pull_with_rules_alerts_on_its_findings_at_or_above_the_severity_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver: Shared = Arc::default();
+    // One failure first: the retry must not duplicate anything.
+    receiver
+        .lock()
+        .unwrap()
+        .script
+        .insert("/hook".into(), vec![Act::Fail]);
+    let addr = start_receiver("127.0.0.1:0".parse().unwrap(), receiver.clone());
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        r#"
+[[rule]]
+id = "invoice"
+severity = "warn"
+keywords = ["发票"]
+[[rule]]
+id = "discount"
+severity = "critical"
+keywords = ["优惠"]
+scope = "external"
+[[rule]]
+id = "rush"
+severity = "info"
+keywords = ["加急"]
+"#,
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"out = "out"
+rules = "rules.toml"
+[alerts]
+min_severity = "warn"
+send_wait_secs = 20
+[[alerts.webhook]]
+name = "siem"
+kind = "json"
+url = "http://{addr}/hook?token={SIEM_KEY}"
+batch_max = 50
+backoff_secs = 1
+max_backoff_secs = 1
+[[corp]]
+corp_id = "wwsimalerts02"
+source = "sim"
+sim_messages = 1500
+"#
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = findings_rows(&dir.path().join("out"));
+    let severities: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    assert_eq!(severities.len(), 3, "all three rules fire: {severities:?}");
+    let mut want: Vec<String> = rows
+        .iter()
+        .filter(|r| r.3 != "info")
+        .map(|(msgid, rule, version, _)| {
+            idempotency_key(&NewAlert {
+                corp_id: "wwsimalerts02".into(),
+                msgid: msgid.clone(),
+                rule_id: rule.clone(),
+                rule_set_version: version.clone(),
+                ..alert(0, Severity::Warn)
+            })
+        })
+        .collect();
+    want.sort();
+    let mut got = receiver.lock().unwrap().accepted["/hook"].clone();
+    got.sort();
+    assert_eq!(got, want, "every warn/critical finding once, no info");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["alerts"]["delivered"], want.len(), "{v}");
+
+    // Pulled again (nothing new): no alert twice.
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(receiver.lock().unwrap().accepted["/hook"].len(), want.len());
+}

@@ -95,6 +95,12 @@ impl DeliveryReport {
 /// planning (no URL needed: `alerts` shows the outbox with this).
 pub fn plan(state: &SharedState, alerts: &AlertsSection, now: i64) -> Result<usize, StateError> {
     let mut store = state.lock();
+    let names: Vec<(&str, bool)> = alerts
+        .webhooks
+        .iter()
+        .map(|w| (w.name.as_str(), w.backfill))
+        .collect();
+    store.register_alert_webhooks(&names)?;
     let mut n = 0;
     for w in &alerts.webhooks {
         n += store.plan_alert_deliveries(&w.name, w.min_severity(alerts), now)?;
