@@ -39,7 +39,7 @@ fn per_message(c: &mut Criterion) {
     let mut builder = ChatBatchBuilder::with_capacity(4096);
     g.bench_function("whole_path", |b| {
         b.iter(|| {
-            let row = decode(&keys, &rec).unwrap();
+            let row = decode(&keys, None, &rec).unwrap();
             builder.append(row.seq, row.publickey_ver, &row.plaintext, &row.message);
             if builder.len() == 4096 {
                 builder.finish();

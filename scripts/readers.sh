@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Proves that the common Parquet readers (pyarrow, pandas, Polars, DuckDB, PySpark) read the output
-# tree as tables: builds the binary, runs `demo` and then `media` on its tree, and runs
-# scripts/readers/check.py, which also runs the README's reader snippets verbatim. The readers
-# are installed, at the versions pinned in scripts/readers/requirements.txt, into .venv-readers/
-# inside the clone; PySpark needs a Java 17 (or newer) runtime, installed with apt when missing.
+# tree as tables: builds the binary, runs `demo --rules examples/rules.toml` (so the tree has a
+# findings table) and then `media` on its tree, and runs scripts/readers/check.py, which also runs
+# the README's reader snippets verbatim. The readers are installed, at the versions pinned in
+# scripts/readers/requirements.txt, into .venv-readers/ inside the clone; PySpark needs a Java 17
+# (or newer) runtime, installed with apt when missing.
 #   bash scripts/readers.sh          # CI runs it after `cargo test` (reusing its debug build)
 # Set KEEP=1 to keep the demo tree (its folder is printed).
 set -euo pipefail
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 venv=.venv-readers
 req=scripts/readers/requirements.txt
+rules=examples/rules.toml
 step() { echo "== readers [${SECONDS}s] $*"; }
 
 step "virtual environment $venv (pinned readers, $req)"
@@ -48,8 +50,8 @@ if [ "${KEEP:-}" = 1 ]; then echo "keeping $tmp"; else trap 'rm -rf "$tmp"' EXIT
 # The README's snippets read wecom-archive-demo/…: the tree gets that name.
 out="$tmp/wecom-archive-demo"
 
-step "wecom-archive demo --out $out --json"
-"$bin" demo --out "$out" --json >"$tmp/demo.json" 2>"$tmp/demo.log" || {
+step "wecom-archive demo --out $out --rules $rules --json"
+"$bin" demo --out "$out" --rules "$rules" --json >"$tmp/demo.json" 2>"$tmp/demo.log" || {
     cat "$tmp/demo.log" >&2; echo "readers: demo failed" >&2; exit 1
 }
 
@@ -73,5 +75,5 @@ started=$SECONDS
 # Spark binds to the loopback only, and logs only errors.
 export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$PWD/$venv/bin/python"
 "$venv/bin/python" scripts/readers/check.py --out "$out" --demo-json "$tmp/demo.json" \
-    --media-log "$tmp/media.txt" --readme README.md
+    --media-log "$tmp/media.txt" --readme README.md --rules "$rules"
 echo "readers checked in $((SECONDS - started)) s"

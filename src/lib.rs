@@ -36,6 +36,7 @@ pub mod migrate;
 pub mod model;
 pub mod pipeline;
 pub mod pull;
+pub mod scan;
 pub mod secret;
 pub mod serve;
 pub mod sink;

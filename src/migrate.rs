@@ -20,21 +20,27 @@
 //! running `migrate` again (the journal is rolled forward; unjournaled temporaries are
 //! deleted). The state database moves last, after its write-ahead log is folded into it.
 //!
+//! A tree in the current layout whose message files are in an older schema (version 2, before
+//! the conversation columns) is upgraded the same way, one journaled step per corp: each old file
+//! is rewritten with the new columns (derived from its `raw_json`) beside itself, published under
+//! a new name and retired.
+//!
 //! Every command that opens an output tree calls [`refuse_legacy`] first, so a tree in the old
-//! layout is never written to in the new one half-way: the error names the command that moves it.
+//! layout or schema is never written to half-way: the error names the command that moves it.
 
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
-use crate::model::schema::chat_schema;
+use crate::model::message::parse;
+use crate::model::schema::{chat_schema, ChatBatchBuilder, SCHEMA_VERSION};
 use crate::sink::atomic::{self, AtomicFile};
 use crate::sink::layout;
 use crate::sink::parquet::{unused_part_name, ParquetOptions};
 use crate::sink::recover;
-use crate::state::{Rename, StateError, StateStore};
+use crate::state::{JournalExtras, Rename, StateError, StateStore};
 
 /// The state database's name in the earlier layout (directly under the output root).
 const LEGACY_STATE: &str = "state.sqlite";
@@ -64,15 +70,17 @@ fn fault(step: &str) {
 pub enum MigrateError {
     /// The output tree is in the earlier layout: the one command that moves it.
     #[error(
-        "{} holds an archive in the layout of an earlier release (every table in one folder, \
-         unsigned columns); run `wecom-archive migrate --out {}` once to move it into the \
-         current layout (nothing is lost; see the README's Output section)",
+        "{} holds an archive written by an earlier release ({reason}); run `wecom-archive \
+         migrate --out {}` once to bring it to the current layout and schema (nothing is lost; \
+         see the README's Output section)",
         out.display(),
         out.display()
     )]
     Legacy {
         /// The output root.
         out: PathBuf,
+        /// What is out of date.
+        reason: String,
     },
     /// Both the earlier and the current state database exist: which one is right is unknown.
     #[error(
@@ -118,30 +126,53 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
     }
 }
 
-/// Whether the output root `out` holds anything in the earlier layout.
+/// Whether the output root `out` holds anything in the earlier layout, or message files in an
+/// older schema.
 pub fn is_legacy(out: &Path) -> bool {
+    legacy_reason(out).is_some()
+}
+
+/// What is out of date in `out`, if anything.
+fn legacy_reason(out: &Path) -> Option<String> {
     if out.join(LEGACY_STATE).is_file() || out.join(LEGACY_DEAD_LETTERS).is_dir() {
-        return true;
+        return Some(OLD_LAYOUT.into());
     }
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
+    let entries = std::fs::read_dir(out).ok()?;
+    let old_layout = entries.flatten().any(|e| {
         let name = e.file_name().to_string_lossy().into_owned();
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
         (is_dir && name.starts_with(LEGACY_CORP_PREFIX))
             || (!is_dir && !layout::is_hidden(&name) && name.ends_with(".parquet"))
+    });
+    if old_layout {
+        return Some(OLD_LAYOUT.into());
+    }
+    // Each corp is upgraded in one journaled step, so one file per corp tells.
+    upgrade_units(out).ok()?.into_iter().find_map(|unit| {
+        let first = first_part_file(&unit.dir)?;
+        let version = schema_version(&first).ok()?;
+        (version < SCHEMA_VERSION).then(|| {
+            format!(
+                "{} is in schema version {version}, this release writes version \
+                 {SCHEMA_VERSION}",
+                first.display()
+            )
+        })
     })
 }
 
-/// Fails with [`MigrateError::Legacy`] when `out` is in the earlier layout.
+/// Why a tree of the earlier layout is refused.
+const OLD_LAYOUT: &str = "every table in one folder, unsigned columns";
+
+/// Fails with [`MigrateError::Legacy`] when `out` is in the earlier layout or schema.
 pub fn refuse_legacy(out: &Path) -> Result<(), MigrateError> {
-    if is_legacy(out) {
-        return Err(MigrateError::Legacy {
+    match legacy_reason(out) {
+        Some(reason) => Err(MigrateError::Legacy {
             out: out.to_owned(),
-        });
+            reason,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// What a migration moved.
@@ -184,6 +215,9 @@ pub fn migrate(out: &Path, state: Option<&Path>) -> Result<MigrateReport, Migrat
     let mut store = StateStore::open(if moving_state { &old_state } else { &new_state })?;
     for unit in legacy_units(out)? {
         migrate_unit(out, &mut store, &unit, &mut report)?;
+    }
+    for unit in upgrade_units(out)? {
+        upgrade_unit(&mut store, &unit, &mut report)?;
     }
     if moving_state {
         store.close_into_one_file()?;
@@ -344,7 +378,7 @@ fn migrate_unit(
     renames.extend(retired.iter().cloned());
     fault("rewritten");
     if !renames.is_empty() {
-        let id = store.journal_maintenance(corp, &renames)?;
+        let id = store.journal_maintenance(corp, &renames, &JournalExtras::default())?;
         fault("journaled");
         for (i, r) in renames.iter().enumerate() {
             if i == renames.len() / 2 {
@@ -394,7 +428,7 @@ fn retire(old: &Path) -> Rename {
     }
 }
 
-/// Rewrites the Parquet file `old` (schema version 1) into the current messages schema as an
+/// Rewrites the Parquet file `old` (schema version 1 or 2) into the current messages schema as an
 /// fsynced temporary in `new_dir`, named apart from the files `pending` publishes. Returns the
 /// temporary, its final name and its row count.
 fn rewrite(
@@ -422,10 +456,20 @@ fn rewrite(
     for batch in reader {
         let batch = batch.map_err(|e| fail(e.to_string()))?;
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        let mut derived = None;
         for field in schema.fields() {
-            let column = batch
-                .column_by_name(field.name())
-                .ok_or_else(|| fail(format!("it has no column `{}`", field.name())))?;
+            let column = match batch.column_by_name(field.name()) {
+                Some(c) => c,
+                None => {
+                    let derived = match &mut derived {
+                        Some(d) => d,
+                        None => derived.insert(conversation_columns(&batch).map_err(&fail)?),
+                    };
+                    derived
+                        .column_by_name(field.name())
+                        .ok_or_else(|| fail(format!("it has no column `{}`", field.name())))?
+                }
+            };
             // Not `safe`: a value that does not fit fails the file instead of becoming null.
             let options = arrow_cast::CastOptions {
                 safe: false,
@@ -457,6 +501,150 @@ fn rewrite(
     });
     let prepared = file.prepare(&name).map_err(io(new_dir))?;
     Ok((prepared.tmp, name, rows))
+}
+
+/// The conversation columns (schema version 3) of the rows of an older `batch`, derived from
+/// each row's `raw_json` as the pipeline derives them from the message it decrypted.
+fn conversation_columns(batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let raw = batch
+        .column_by_name("raw_json")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or("it has no `raw_json` text column to derive the conversation columns from")?;
+    let seq = batch.column_by_name("seq");
+    let mut builder = ChatBatchBuilder::with_capacity(batch.num_rows());
+    for (row, text) in raw.iter().enumerate() {
+        let text = text.ok_or_else(|| format!("row {row} has no raw_json"))?;
+        let msg = parse(text.as_bytes()).map_err(|e| {
+            let seq = seq.map(|c| arrow_cast::display::array_value_to_string(c, row));
+            format!(
+                "the raw_json of seq {} does not parse ({e}); the file was not written by \
+                 wecom-archive, or was damaged",
+                seq.and_then(Result::ok)
+                    .unwrap_or_else(|| format!("row {row}"))
+            )
+        })?;
+        builder.append(0, 0, "", &msg);
+    }
+    Ok(builder.finish())
+}
+
+/// The folders of message files in the current layout: one per corp under the messages
+/// table's root, and the root itself when it holds `decrypt` output.
+fn upgrade_units(out: &Path) -> Result<Vec<Unit>, MigrateError> {
+    let root = layout::messages_root(out);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut units = Vec::new();
+    for dir in subdirs(&root)? {
+        let name = dir
+            .file_name()
+            .expect("a folder")
+            .to_string_lossy()
+            .into_owned();
+        if let Some(corp) = name.strip_prefix(LEGACY_CORP_PREFIX) {
+            units.push(Unit {
+                corp_id: Some(corp.to_owned()),
+                dir,
+            });
+        }
+    }
+    if !files_with_ext(&root, "parquet")?.is_empty() {
+        units.push(Unit {
+            corp_id: None,
+            dir: root,
+        });
+    }
+    Ok(units)
+}
+
+/// The first message file of a corp's folder (or of a flat root), in name order.
+fn first_part_file(dir: &Path) -> Option<PathBuf> {
+    if let Some(f) = files_with_ext(dir, "parquet").ok()?.into_iter().next() {
+        return Some(f);
+    }
+    subdirs(dir)
+        .ok()?
+        .into_iter()
+        .find_map(|d| files_with_ext(&d, "parquet").ok()?.into_iter().next())
+}
+
+/// The schema version a message file records (1 when it records none: the first release).
+fn schema_version(path: &Path) -> Result<u32, MigrateError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file).map_err(|e| {
+        MigrateError::Rewrite {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        }
+    })?;
+    use parquet::file::reader::FileReader;
+    let version = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == layout::SCHEMA_VERSION_KEY))
+        .and_then(|k| k.value.as_deref()?.parse().ok());
+    Ok(version.unwrap_or(1))
+}
+
+/// Rewrites one corp's message files that are in an older schema, in one journaled step: the
+/// new files are published under new names and the old ones retired.
+fn upgrade_unit(
+    store: &mut StateStore,
+    unit: &Unit,
+    report: &mut MigrateReport,
+) -> Result<(), MigrateError> {
+    let corp = unit.corp_id.as_deref().unwrap_or("");
+    recover::recover(store, corp, std::slice::from_ref(&unit.dir))?;
+    let partitions = match unit.corp_id {
+        Some(_) => subdirs(&unit.dir)?,
+        None => vec![unit.dir.clone()],
+    };
+    let (mut renames, mut retired, mut scanned) = (Vec::new(), Vec::new(), Vec::new());
+    for dir in &partitions {
+        for old in files_with_ext(dir, "parquet")? {
+            if schema_version(&old)? >= SCHEMA_VERSION {
+                continue;
+            }
+            // The old file is still on disk, so the new one gets a name of its own.
+            let (tmp, name, rows) = rewrite(&old, dir, &renames)?;
+            report.parquet_files += 1;
+            report.rows += rows;
+            let part = dir.file_name().expect("a folder").to_string_lossy();
+            let old_name = old.file_name().expect("a file").to_string_lossy();
+            scanned.push((format!("{part}/{old_name}"), format!("{part}/{name}")));
+            renames.push(Rename {
+                tmp,
+                dest: dir.join(&name),
+            });
+            retired.push(retire(&old));
+        }
+    }
+    if renames.is_empty() {
+        return Ok(());
+    }
+    renames.extend(retired.iter().cloned());
+    fault("rewritten");
+    let extras = JournalExtras {
+        renamed: scanned.clone(),
+        ..JournalExtras::default()
+    };
+    let id = store.journal_maintenance(corp, &renames, &extras)?;
+    fault("journaled");
+    for (i, r) in renames.iter().enumerate() {
+        if i == renames.len() / 2 {
+            fault("half-published");
+        }
+        atomic::publish(&r.tmp, &r.dest).map_err(io(&r.dest))?;
+    }
+    store.complete_commit(id)?;
+    fault("completed");
+    for r in &retired {
+        let _ = std::fs::remove_file(&r.dest);
+    }
+    report.corps.push(corp.to_owned());
+    Ok(())
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, MigrateError> {

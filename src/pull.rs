@@ -38,6 +38,10 @@ pub struct PullOptions {
     /// each pull. `None`: no compaction (`pull` without `--follow`, or `[compaction] auto =
     /// false`).
     pub compact: Option<CompactOptions>,
+    /// The rules screening every message (`rules = "…"` in the config), loaded once.
+    pub rules: Option<std::sync::Arc<crate::compliance::rules::RuleSet>>,
+    /// Findings at or above this severity become alerts ([`Config::alerts_min_severity`]).
+    pub alert_min: Option<crate::compliance::rules::Severity>,
 }
 
 impl Default for PullOptions {
@@ -46,6 +50,8 @@ impl Default for PullOptions {
             commit_every: 100_000,
             media: None,
             compact: None,
+            rules: None,
+            alert_min: None,
         }
     }
 }
@@ -198,6 +204,8 @@ pub fn pull_corp(
     };
     let run_options = RunOptions {
         commit_every: options.commit_every.max(1),
+        rules: options.rules.clone(),
+        alert_min: options.alert_min,
         ..RunOptions::default()
     };
     let mut report = match crate::source::for_corp(config, corp) {

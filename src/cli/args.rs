@@ -9,6 +9,7 @@
 //! | [`CorpFilter`] `--corp ID` | pull, media, token |
 //! | [`KeyArgs`] `--key/-k VER=PEM`, repeatable | decrypt, retry-dead-letters |
 //! | [`ThreadsArg`] `--threads N`, env `WECOM_ARCHIVE_THREADS` | demo, pull, decrypt, retry-dead-letters, bench, serve |
+//! | [`RulesArg`] `--rules FILE` | demo, decrypt, bench |
 //!
 //! The newtypes dereference to the value they wrap, so a command reads `args.config` as a
 //! `&Path` and `args.corp` as an `Option<String>`.
@@ -158,6 +159,30 @@ pub struct ThreadsArg {
     /// Worker threads for decryption (default: one per core).
     #[arg(long = "threads", value_name = "N", env = "WECOM_ARCHIVE_THREADS")]
     pub threads: Option<usize>,
+}
+
+/// `--rules FILE`: the compliance rules that screen every message (see docs/compliance.md).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RulesArg {
+    /// Screen every message with the rules of FILE (rules.toml) and write what fires to the
+    /// `findings` table.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+}
+
+impl RulesArg {
+    /// The rules, read and compiled; `None` without `--rules`.
+    pub fn load(
+        &self,
+    ) -> Result<
+        Option<std::sync::Arc<wecom_archive::compliance::rules::RuleSet>>,
+        wecom_archive::compliance::rules::RulesError,
+    > {
+        self.rules
+            .as_deref()
+            .map(|p| wecom_archive::compliance::rules::RuleSet::load(p).map(Into::into))
+            .transpose()
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use wecom_archive::pipeline::{self, Layout, Output, RunOptions, RunStats};
 use wecom_archive::source::sim::{demo_keyring, SimConfig, SimSource};
 use wecom_archive::state::StateStore;
 
-use super::output::{print_json, BenchRound, BenchRun, BenchSummary};
+use super::output::{print_json, BenchRound, BenchRules, BenchRun, BenchSummary};
 
 /// Arguments of `wecom-archive bench`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +45,10 @@ pub struct Args {
     // The "all cores" runs use this many threads instead of one per core.
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
+
+    /// Screen every message with these rules in the pipeline runs (to measure their cost).
+    #[command(flatten)]
+    rules: super::args::RulesArg,
 }
 
 /// Runs the subcommand.
@@ -56,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let keyring = demo_keyring(args.backend)?;
+    let rules = args.rules.load()?;
     let sim = SimSource::new(SimConfig::default());
     let samples: Vec<_> = (1..=64).map(|s| sim.record(s)).collect();
 
@@ -104,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // One core for everything: the fetch, decrypt and writer threads all inherit this
             // thread's affinity, so "per core" includes every stage's cost.
             let all_cpus = pin_to_one_cpu();
-            let s = pipeline_run(&keyring, args.messages, 1);
+            let s = pipeline_run(&keyring, rules.clone(), args.messages, 1);
             if let Some(set) = all_cpus {
                 restore_affinity(&set);
             }
@@ -113,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             one_core = Some(s.msgs_per_sec());
             single = better(single, s);
         }
-        let s = pipeline_run(&keyring, args.messages, cores)?;
+        let s = pipeline_run(&keyring, rules.clone(), args.messages, cores)?;
         line += &format!(", pipeline {cores} cores {:.0} msgs/s", s.msgs_per_sec());
         rounds.push(BenchRound {
             round,
@@ -127,6 +132,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let all = all.expect("at least one round");
     let summary = BenchSummary {
         backend: keyring.backend().name().to_owned(),
+        rules: rules.as_ref().map(|r| BenchRules {
+            rules: r.rules().len(),
+            keywords: r.rules().iter().map(|r| r.keywords.len()).sum(),
+            regexes: r.rules().iter().map(|r| r.regex.len()).sum(),
+            version: r.version().to_owned(),
+        }),
+        findings: all.findings,
         cores,
         simulator_records_per_sec: sim_rate,
         rounds,
@@ -150,6 +162,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_text(s: &BenchSummary) {
     let cores = s.cores;
+    if let Some(r) = &s.rules {
+        println!(
+            "rules: {} rules, {} keywords, {} regexes (version {}…), {} findings",
+            r.rules,
+            r.keywords,
+            r.regexes,
+            &r.version[..12],
+            s.findings
+        );
+    }
     println!(
         "raw RSA unwrap ({}), 1 core, best: {:.0} ops/s",
         s.backend, s.raw_unwrap_ops_per_sec
@@ -182,6 +204,7 @@ fn print_text(s: &BenchSummary) {
 
 fn pipeline_run(
     keyring: &wecom_archive::crypto::keyring::Keyring,
+    rules: Option<std::sync::Arc<wecom_archive::compliance::rules::RuleSet>>,
     messages: u64,
     threads: usize,
 ) -> anyhow::Result<RunStats> {
@@ -198,6 +221,7 @@ fn pipeline_run(
         .build()?;
     let options = RunOptions {
         progress_every: Duration::from_secs(3600),
+        rules,
         ..RunOptions::default()
     };
     let stats = pool.install(|| {

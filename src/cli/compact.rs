@@ -41,7 +41,8 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_date(s: &str) -> Result<jiff::civil::Date, String> {
+/// A `YYYY-MM-DD` argument.
+pub(super) fn parse_date(s: &str) -> Result<jiff::civil::Date, String> {
     s.parse()
         .map_err(|e| format!("{s:?} is not a date as YYYY-MM-DD: {e}"))
 }

@@ -61,6 +61,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
+
+    #[command(flatten)]
+    rules: super::args::RulesArg,
 }
 
 /// Runs the subcommand.
@@ -89,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for dir in [
         Layout::Flat.messages_dir(&args.out),
         Layout::Flat.dead_letter_dir(&args.out),
+        Layout::Flat.findings_dir(&args.out),
     ] {
         wecom_archive::sink::atomic::remove_stale_temporaries(&dir);
     }
@@ -97,6 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         chunk_records: args.chunk,
         // One commit at the end: a dump is decrypted whole or not at all.
         commit_every: u64::MAX,
+        rules: args.rules.load()?,
         ..RunOptions::default()
     };
     options.parquet.rows_per_file = args.rows_per_file;
@@ -158,6 +163,9 @@ fn print_summary(s: &RunStats, out: &std::path::Path) {
     }
     for f in &s.dead_letter_files {
         println!("  dead letters: {}", f.display());
+    }
+    for f in &s.findings_files {
+        println!("  findings: {} ({} rows)", f.path.display(), f.rows);
     }
     if s.files.is_empty() {
         println!("  no Parquet written under {}", out.display());

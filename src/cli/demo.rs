@@ -59,6 +59,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub(super) threads: super::args::ThreadsArg,
+
+    #[command(flatten)]
+    rules: super::args::RulesArg,
 }
 
 /// Runs the subcommand.
@@ -85,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = RunOptions {
         commit_every: args.commit_every.max(1),
         page_size: args.page_size,
+        rules: args.rules.load()?,
         ..RunOptions::default()
     };
     let remaining = args.messages.saturating_sub(before.unwrap_or(0));
@@ -159,6 +163,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "query: duckdb -c \"SELECT msgtype, count(*) FROM read_parquet('{}', hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"",
         wecom_archive::sink::layout::messages_root(&args.out).display()
     );
+    if stats.findings > 0 {
+        println!(
+            "findings: duckdb -c \"SELECT rule_id, severity, count(*) FROM read_parquet('{}', hive_partitioning=true) GROUP BY ALL ORDER BY 3 DESC\"",
+            wecom_archive::sink::layout::findings_root(&args.out).display()
+        );
+    }
     println!("inspect: wecom-archive inspect {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -96,6 +96,21 @@ fn print_text(s: &InspectSummary, state: &std::path::Path) {
     for [a, b] in &s.gaps {
         println!("  {a}..={b}");
     }
+    if !s.findings.is_empty() {
+        println!(
+            "\nfindings: {}",
+            s.findings.iter().map(|f| f.rows).sum::<u64>()
+        );
+        for f in &s.findings {
+            println!(
+                "  rules {}…  {:<24} {:<9} {:>10}",
+                f.rule_set_version.get(..12).unwrap_or(&f.rule_set_version),
+                f.rule_id,
+                f.severity,
+                f.rows
+            );
+        }
+    }
     if s.temporaries > 0 {
         println!(
             "uncommitted temporaries: {} (a run is in progress, or crashed: the next run cleans them up)",

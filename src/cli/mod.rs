@@ -5,6 +5,7 @@
 //! (0 done, 1 failed, 2 usage, 3 `--strict` with dead letters, 130/143 stopped by
 //! SIGINT/SIGTERM after committing), and an error printed once as one chain.
 
+mod alerts;
 mod args;
 mod bench;
 mod check_agree;
@@ -21,6 +22,7 @@ mod output;
 mod permit_users;
 mod pull;
 mod retry;
+mod scan;
 mod sdk_worker;
 mod serve;
 mod token;
@@ -97,6 +99,12 @@ enum Command {
   wecom-archive export --config wecom-archive.toml --corp ww0123456789abcdef --user zhangsan \\
     --from 2026-11-01 --to 2026-11-30 --format csv --to-dir /tmp/case-43 --json")]
     Export(export::Args),
+    /// Apply the rules to what is already archived, writing findings under the rule set's
+    /// version; files already screened by that version are skipped.
+    #[command(after_help = "Examples:
+  wecom-archive scan --config wecom-archive.toml
+  wecom-archive scan --out wecom-archive-demo --rules rules.toml --from 2026-11-01 --json")]
+    Scan(scan::Args),
     /// Show what an output directory holds: counts, seq range, gaps, dead letters.
     #[command(after_help = "Examples:
   wecom-archive inspect wecom-archive-demo
@@ -131,6 +139,12 @@ enum Command {
   wecom-archive check-agree --config wecom-archive.toml --room wrXXXXXXXXXXXXXXXX
   wecom-archive check-agree --config wecom-archive.toml --pair zhangsan:wmXXXXXXXX")]
     CheckAgree(check_agree::Args),
+    /// Show the alert outbox per webhook (pending, delivered, failed); --send delivers what is due.
+    #[command(after_help = "Examples:
+  wecom-archive alerts --config wecom-archive.toml
+  wecom-archive alerts --config wecom-archive.toml --send --max-wait 60
+  wecom-archive alerts --config wecom-archive.toml --retry-failed --send --json")]
+    Alerts(alerts::Args),
     /// Receive WeCom callbacks (suite tickets, authorizations, msgaudit_notify) and pull on notify.
     #[command(after_help = "Examples:
   wecom-archive serve --config wecom-archive.toml
@@ -173,12 +187,14 @@ impl Command {
             | Command::Media(_)
             | Command::Compact(_)
             | Command::Export(_)
+            | Command::Scan(_)
             | Command::Inspect(_)
             | Command::Migrate(_)
             | Command::SdkWorker(_)
             | Command::Token(_)
             | Command::PermitUsers(_)
             | Command::CheckAgree(_)
+            | Command::Alerts(_)
             | Command::Completions(_)
             | Command::Man(_) => None,
         }
@@ -194,6 +210,7 @@ fn parse() -> Cli {
         Command::Migrate(args) => Some((&mut args.config, "migrate")),
         Command::Compact(args) => Some((&mut args.config, "compact")),
         Command::Export(args) => Some((&mut args.config, "export")),
+        Command::Scan(args) => Some((&mut args.config, "scan")),
         _ => None,
     };
     if let Some((config, name)) = config {
@@ -238,6 +255,7 @@ pub fn main() -> ExitCode {
         Command::RetryDeadLetters(args) => retry::run(args),
         Command::Compact(args) => compact::run(args),
         Command::Export(args) => export::run(args),
+        Command::Scan(args) => scan::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Bench(args) => bench::run(args),
@@ -245,6 +263,7 @@ pub fn main() -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::PermitUsers(args) => permit_users::run(args),
         Command::CheckAgree(args) => check_agree::run(args),
+        Command::Alerts(args) => alerts::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Completions(args) => completions::run(args, Cli::command()),
         Command::Man(args) => man::run(args, Cli::command()),

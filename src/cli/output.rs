@@ -81,6 +81,10 @@ pub struct RunSummary {
     pub files: Vec<FileSummary>,
     /// Dead-letter files committed.
     pub dead_letter_files: Vec<String>,
+    /// Findings rows written (one per message and rule that fired; 0 without rules).
+    pub findings: u64,
+    /// Findings files committed.
+    pub findings_files: Vec<FileSummary>,
     /// Input entries per second.
     pub msgs_per_sec: f64,
     /// Wall time of the run, in seconds.
@@ -153,6 +157,17 @@ impl RunSummary {
                 })
                 .collect(),
             dead_letter_files: stats.dead_letter_files.iter().map(|p| text(p)).collect(),
+            findings: stats.findings,
+            findings_files: stats
+                .findings_files
+                .iter()
+                .map(|f| FileSummary {
+                    path: text(&f.path),
+                    rows: f.rows,
+                    first_seq: f.first_seq,
+                    last_seq: f.last_seq,
+                })
+                .collect(),
             msgs_per_sec: stats.msgs_per_sec(),
             elapsed_secs: stats.elapsed.as_secs_f64(),
             interrupted_by: None,
@@ -224,6 +239,9 @@ pub struct PullSummary {
     pub corps: Vec<RunSummary>,
     /// Corps whose pull (or media download) failed; their errors are on stderr.
     pub failed: Vec<String>,
+    /// With `[alerts]` webhooks: the alert delivery after the pull.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<super::alerts::PullAlertsSummary>,
 }
 
 /// Rows of one `corp_id=…/date=…` partition (both empty for a flat `decrypt` output).
@@ -313,6 +331,21 @@ pub struct InspectSummary {
     pub temporaries: u64,
     /// Checkpoints, when the directory has a state store.
     pub checkpoints: Vec<CheckpointSummary>,
+    /// Findings rows by rule-set version, rule and severity (empty without rules).
+    pub findings: Vec<FindingsCount>,
+}
+
+/// Findings of one rule under one rule-set version (`inspect`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingsCount {
+    /// The rule set's version.
+    pub rule_set_version: String,
+    /// The rule.
+    pub rule_id: String,
+    /// Its severity.
+    pub severity: String,
+    /// Findings rows.
+    pub rows: u64,
 }
 
 impl InspectSummary {
@@ -351,8 +384,31 @@ impl InspectSummary {
             gaps: gaps.iter().take(max_gaps).map(|&(a, b)| [a, b]).collect(),
             temporaries: inv.temporaries,
             checkpoints,
+            findings: inv
+                .findings
+                .iter()
+                .map(|((v, r, sev), &rows)| FindingsCount {
+                    rule_set_version: v.clone(),
+                    rule_id: r.clone(),
+                    severity: sev.clone(),
+                    rows,
+                })
+                .collect(),
         }
     }
+}
+
+/// The rule set `bench` screened with.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRules {
+    /// Rules.
+    pub rules: usize,
+    /// Keywords of all rules.
+    pub keywords: usize,
+    /// Regexes of all rules.
+    pub regexes: usize,
+    /// The rule-set version.
+    pub version: String,
 }
 
 /// One round of `bench`.
@@ -398,6 +454,10 @@ impl BenchRun {
 pub struct BenchSummary {
     /// RSA backend.
     pub backend: String,
+    /// The rules of `--rules` (`null`: none).
+    pub rules: Option<BenchRules>,
+    /// Findings rows of the best all-core run.
+    pub findings: u64,
     /// Threads of the "all cores" runs.
     pub cores: usize,
     /// Records the simulator generates per second on one core.

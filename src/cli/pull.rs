@@ -87,7 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         commit_every: args.commit_every.max(1),
         media,
         compact,
+        rules: config.rule_set()?,
+        alert_min: config.alerts_min_severity(),
     };
+    // Findings' alerts are delivered between polls and after the last round.
+    let mut alerts = super::alerts::PullAlerts::new(&config)?;
     let mut out = Printer::default();
     let mut dead_lettered = 0;
     let mut failed: Vec<String> = Vec::new();
@@ -175,12 +179,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let wait = Duration::from_secs(config.poll_interval_secs).saturating_sub(round.elapsed());
         tracing::info!(wait_secs = wait.as_secs(), "caught up; polling again later");
         let until = Instant::now() + wait;
+        if let Some(a) = &mut alerts {
+            a.deliver(wait, stop.flag());
+        }
         while Instant::now() < until && !stop.flag().load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
         }
         if stop.flag().load(Ordering::Relaxed) {
             break;
         }
+    }
+    if let Some(a) = alerts.as_mut().filter(|_| stop.exit_code().is_none()) {
+        let wait = if args.follow {
+            Duration::ZERO
+        } else {
+            a.send_wait()
+        };
+        let sent = a.deliver(wait, stop.flag());
+        if !args.json {
+            out.line(format_args!(
+                "alerts: {} delivered, {} pending, {} failed",
+                sent.delivered, sent.pending, sent.failed
+            ));
+        }
+        summary_json.alerts = Some(sent);
     }
     if args.json {
         summary_json.failed = failed.clone();

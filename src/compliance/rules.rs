@@ -159,6 +159,8 @@ impl Rule {
 pub struct RuleMatch<'r> {
     /// The rule.
     pub rule: &'r Rule,
+    /// The rule's position in [`RuleSet::rules`].
+    pub rule_index: usize,
     /// What matched, each once, in the order found: a keyword as written in the rule, or a regex's matched text.
     pub terms: Vec<String>,
     /// The first match with up to [`SNIPPET_CONTEXT`] characters either side (`…` where cut, line breaks and
@@ -427,6 +429,7 @@ impl RuleSet {
         hits.into_iter()
             .map(|h| RuleMatch {
                 rule: &self.rules[h.rule as usize],
+                rule_index: h.rule as usize,
                 terms: h.terms,
                 snippet: h.snippet,
             })

@@ -26,6 +26,13 @@
 //! auto = true                        # after each pull of `pull --follow` and `serve`
 //! target_file_mb = 128
 //!
+//! [alerts]                         # optional; findings to webhooks (docs/compliance.md)
+//! min_severity = "warn"
+//! [[alerts.webhook]]
+//! name = "compliance-robot"
+//! kind = "wecom_robot"               # or "json"
+//! url_env = "WECOM_ROBOT_URL"        # a secret (the URL holds the key); or url_file, or url
+//!
 //! [[corp]]
 //! corp_id = "ww0123456789abcdef"
 //! secret_env = "WECOM_ARCHIVE_SECRET"   # or secret_file = "/run/secrets/archive"
@@ -56,9 +63,9 @@ pub use crate::secret::Secret;
 pub use secret::SecretRef;
 use sections::{default_out, default_poll, default_tz};
 pub use sections::{
-    AppCallback, AppSection, AuthConfig, AuthCorpSection, CallbackSection, CompactionSection,
-    CorpSection, MediaSection, ProviderSection, SdkSection, ServeSection, SourceKind,
-    SuiteCallback, SuiteSection,
+    AlertsSection, AppCallback, AppSection, AuthConfig, AuthCorpSection, CallbackSection,
+    CompactionSection, CorpSection, MediaSection, ProviderSection, SdkSection, ServeSection,
+    SourceKind, SuiteCallback, SuiteSection, WebhookKind, WebhookSection,
 };
 
 /// A configuration problem, naming the file or section and what to fix; never a secret value.
@@ -153,6 +160,9 @@ pub struct Config {
     /// Compaction of closed days.
     #[serde(default)]
     pub compaction: CompactionSection,
+    /// `rules.toml`: the compliance rules screening every message (findings table); relative to
+    /// the config file's folder.
+    pub rules: Option<PathBuf>,
     /// The corps to pull.
     #[serde(default, rename = "corp")]
     pub corps: Vec<CorpSection>,
@@ -177,6 +187,8 @@ pub struct Config {
     /// `[serve]`: the scheduler of `serve`.
     #[serde(default)]
     pub serve: ServeSection,
+    /// `[alerts]`: findings delivered to webhooks.
+    pub alerts: Option<AlertsSection>,
     #[serde(skip)]
     base_dir: PathBuf,
     #[serde(skip)]
@@ -224,6 +236,19 @@ impl Config {
             path: self.path.clone(),
             message: message.into(),
         }
+    }
+
+    /// The rules of `rules = "…"`, read and compiled; `None` without the key.
+    pub fn rule_set(
+        &self,
+    ) -> Result<
+        Option<std::sync::Arc<crate::compliance::rules::RuleSet>>,
+        crate::compliance::rules::RulesError,
+    > {
+        self.rules
+            .as_ref()
+            .map(|p| crate::compliance::rules::RuleSet::load(&self.resolve(p)).map(Into::into))
+            .transpose()
     }
 
     /// `pull` needs at least one corp; the token commands and `serve` do not.
@@ -279,7 +304,86 @@ impl Config {
             .max(1)
     }
 
+    /// The lowest severity a configured webhook wants: findings at or above it go to the alert
+    /// outbox. `None` when there is no `[alerts]` section or it has no webhook.
+    pub fn alerts_min_severity(&self) -> Option<crate::compliance::rules::Severity> {
+        let alerts = self.alerts.as_ref()?;
+        alerts.webhooks.iter().map(|w| w.min_severity(alerts)).min()
+    }
+
+    /// The URL of `webhook` (a secret: a robot's URL holds its key).
+    pub fn webhook_url(&self, webhook: &WebhookSection) -> Result<Secret, ConfigError> {
+        let section = format!("alerts.webhook {}", webhook.name);
+        if let Some(url) = &webhook.url {
+            return Ok(url.clone());
+        }
+        let file = webhook.url_file.as_ref().map(|p| self.resolve(p));
+        SecretRef {
+            section: &section,
+            field: "url",
+            env: webhook.url_env.as_deref(),
+            file: file.as_deref(),
+        }
+        .read()
+    }
+
+    fn check_alerts(&self) -> Result<(), ConfigError> {
+        let Some(alerts) = &self.alerts else {
+            return Ok(());
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for w in &alerts.webhooks {
+            let name = w.name.trim();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(self.invalid(format!(
+                    "[[alerts.webhook]] name {:?}: give each webhook a short name (1 to 64 characters)",
+                    w.name
+                )));
+            }
+            if !names.insert(name) {
+                return Err(self.invalid(format!(
+                    "[[alerts.webhook]] {name} is listed twice: names must be unique"
+                )));
+            }
+            let sources = [w.url.is_some(), w.url_env.is_some(), w.url_file.is_some()];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(self.invalid(format!(
+                    "[[alerts.webhook]] {name}: give exactly one of url_env, url_file or url"
+                )));
+            }
+            if let Some(url) = &w.url {
+                check_webhook_url(url.expose())
+                    .map_err(|why| self.invalid(format!("[[alerts.webhook]] {name}: url {why}")))?;
+            }
+            for (key, value) in [
+                ("batch_max", w.batch_max.map(|v| v as u64)),
+                ("per_minute", w.per_minute.map(u64::from)),
+                ("max_attempts", Some(u64::from(w.max_attempts))),
+                ("backoff_secs", Some(w.backoff_secs)),
+                ("timeout_secs", Some(w.timeout_secs)),
+            ] {
+                if value == Some(0) {
+                    return Err(self.invalid(format!(
+                        "[[alerts.webhook]] {name}: {key} must be at least 1"
+                    )));
+                }
+            }
+            if w.batch_max.is_some_and(|n| n > 1000) {
+                return Err(self.invalid(format!(
+                    "[[alerts.webhook]] {name}: batch_max must be at most 1000"
+                )));
+            }
+            if w.max_backoff_secs < w.backoff_secs {
+                return Err(self.invalid(format!(
+                    "[[alerts.webhook]] {name}: max_backoff_secs must be at least backoff_secs"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
+        self.check_alerts()?;
         jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
             self.invalid(format!(
                 "timezone {:?} is not an IANA time zone: {e}",
@@ -398,6 +502,19 @@ impl Config {
     }
 }
 
+/// Whether `url` can be a webhook: `http` or `https` with a host. The reason never repeats the
+/// URL (it may hold a key).
+pub fn check_webhook_url(url: &str) -> Result<(), &'static str> {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(u) if !["http", "https"].contains(&u.scheme()) => {
+            Err("must start with http:// or https://")
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Err("has no host"),
+        Ok(_) => Ok(()),
+        Err(_) => Err("is not a URL"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +577,131 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
         assert_eq!(c.compaction.options(day).target_file_bytes, 16 << 20);
         let err = Config::load(&write(dir.path(), "[compaction]\nauto_ = true\n")).unwrap_err();
         assert!(err.to_string().contains("auto_"), "{err}");
+    }
+
+    #[test]
+    fn alerts_webhooks_filters_and_masked_urls() {
+        use crate::compliance::rules::Severity;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("robot_url"),
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=file-key-123\n",
+        )
+        .unwrap();
+        let c = Config::load(&write(dir.path(), "")).unwrap();
+        assert_eq!(c.alerts_min_severity(), None, "no [alerts]");
+        let c = Config::load(&write(dir.path(), "[alerts]\nmin_severity = \"info\"\n")).unwrap();
+        assert_eq!(c.alerts_min_severity(), None, "no webhook");
+        let c = Config::load(&write(
+            dir.path(),
+            r#"
+[alerts]
+min_severity = "critical"
+[[alerts.webhook]]
+name = "robot"
+kind = "wecom_robot"
+url_file = "robot_url"
+[[alerts.webhook]]
+name = "siem"
+kind = "json"
+url = "http://127.0.0.1:9000/hook?token=inline-key-456"
+min_severity = "warn"
+batch_max = 50
+"#,
+        ))
+        .unwrap();
+        assert_eq!(c.alerts_min_severity(), Some(Severity::Warn));
+        let alerts = c.alerts.as_ref().unwrap();
+        let (robot, siem) = (&alerts.webhooks[0], &alerts.webhooks[1]);
+        assert_eq!(robot.min_severity(alerts), Severity::Critical);
+        assert_eq!((robot.batch_max(), robot.per_minute()), (10, Some(20)));
+        assert_eq!((siem.batch_max(), siem.per_minute()), (50, None));
+        assert_eq!((robot.max_attempts, alerts.send_wait_secs), (8, 30));
+        assert!(c
+            .webhook_url(robot)
+            .unwrap()
+            .expose()
+            .ends_with("key=file-key-123"));
+        assert!(c
+            .webhook_url(siem)
+            .unwrap()
+            .expose()
+            .ends_with("inline-key-456"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("inline-key-456"), "{debug}");
+    }
+
+    #[test]
+    fn alerts_mistakes_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook = |extra: &str| {
+            format!("[alerts]\n[[alerts.webhook]]\nname = \"h\"\nkind = \"json\"\n{extra}")
+        };
+        let cases = [
+            (
+                hook("url = \"http://x/secret-path\"\nretries = 3\n"),
+                "unknown field `retries`",
+            ),
+            (
+                hook("url_env = \"U\"\nurl = \"http://x/secret-path\"\n"),
+                "exactly one of url_env, url_file or url",
+            ),
+            (hook(""), "exactly one of url_env, url_file or url"),
+            (
+                hook("url = \"ftp://x/secret-path\"\n"),
+                "must start with http",
+            ),
+            (hook("url = \"not a url secret-path\"\n"), "is not a URL"),
+            (
+                hook("url_env = \"U\"\nmin_severity = \"high\"\n"),
+                "\"high\" is not a severity",
+            ),
+            (
+                hook("url_env = \"U\"\nper_minute = 0\n"),
+                "per_minute must be at least 1",
+            ),
+            (
+                hook("url_env = \"U\"\nbatch_max = 5000\n"),
+                "batch_max must be at most 1000",
+            ),
+            (
+                hook("url_env = \"U\"\nkind2 = 1\n"),
+                "unknown field `kind2`",
+            ),
+            (
+                "[alerts]\n[[alerts.webhook]]\nname = \"h\"\nkind = \"slack\"\nurl_env = \"U\"\n"
+                    .into(),
+                "unknown variant `slack`",
+            ),
+            (
+                format!(
+                    "{}[[alerts.webhook]]\nname = \"h\"\nkind = \"json\"\nurl_env = \"V\"\n",
+                    hook("url_env = \"U\"\n")
+                ),
+                "h is listed twice",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::load(&write(dir.path(), &text))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(!err.contains("secret-path"), "{text:?}: {err}");
+        }
+        // An unset variable is named, when the URL is needed.
+        let c = Config::load(&write(
+            dir.path(),
+            &hook("url_env = \"WECOM_ARCHIVE_TEST_UNSET_URL\"\n"),
+        ))
+        .unwrap();
+        let err = c
+            .webhook_url(&c.alerts.as_ref().unwrap().webhooks[0])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("WECOM_ARCHIVE_TEST_UNSET_URL") && err.contains("alerts.webhook h"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::compliance::rules::Severity;
+use crate::secret::Secret;
+
 /// `[sdk]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,4 +371,170 @@ pub struct AuthConfig {
     pub provider: Option<ProviderSection>,
     /// Authorized corps of the suite.
     pub authcorp: Vec<AuthCorpSection>,
+}
+
+/// `[alerts]`: findings delivered to webhooks (see `docs/compliance.md`, "Alerts").
+///
+/// ```toml
+/// [alerts]
+/// min_severity = "warn"              # default of each webhook's filter
+/// # send_wait_secs = 30              # pull --once / alerts --send: how long to wait for retries
+/// # poll_secs = 5                    # serve / pull --follow: how often due alerts are looked for
+///
+/// [[alerts.webhook]]
+/// name = "compliance-robot"
+/// kind = "wecom_robot"               # WeCom group robot (markdown)
+/// url_env = "WECOM_ROBOT_URL"        # or url_file = "secrets/robot_url", or url = "…"
+/// min_severity = "critical"          # optional; default [alerts] min_severity
+///
+/// [[alerts.webhook]]
+/// name = "siem"
+/// kind = "json"                      # {"alerts": [...]}
+/// url = "http://127.0.0.1:9000/hook"
+/// # batch_max = 100, per_minute = …, max_attempts = 8, backoff_secs = 5,
+/// # max_backoff_secs = 3600, timeout_secs = 10
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    /// The severity a webhook's findings must reach unless it says otherwise.
+    #[serde(default = "default_min_severity", deserialize_with = "severity")]
+    pub min_severity: Severity,
+    /// The webhooks.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<WebhookSection>,
+    /// `pull --once` and `alerts --send`: the longest wait, seconds, for deliveries to come due
+    /// again (retries, the rate limit) before leaving them to the next run.
+    #[serde(default = "default_send_wait")]
+    pub send_wait_secs: u64,
+    /// `serve` and `pull --follow`: seconds between looks for due deliveries.
+    #[serde(default = "default_alert_poll")]
+    pub poll_secs: u64,
+}
+
+/// The format a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    /// A WeCom group robot: `{"msgtype":"markdown","markdown":{"content":…}}`, accepted when
+    /// the answer's `errcode` is 0.
+    WecomRobot,
+    /// Generic JSON: `{"alerts":[…]}`, accepted on any 2xx.
+    Json,
+}
+
+impl WebhookKind {
+    /// `wecom_robot` or `json`, as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::WecomRobot => "wecom_robot",
+            WebhookKind::Json => "json",
+        }
+    }
+}
+
+/// `[[alerts.webhook]]`. Its URL is a secret (a robot's URL holds its key): `url_env`,
+/// `url_file` or `url`, exactly one; `Debug` masks an inline `url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// A name for logs, the state and `alerts` (unique).
+    pub name: String,
+    /// The format.
+    pub kind: WebhookKind,
+    /// Env var holding the URL.
+    pub url_env: Option<String>,
+    /// File holding the URL.
+    pub url_file: Option<PathBuf>,
+    /// The URL itself (for a receiver whose URL carries no key).
+    pub url: Option<Secret>,
+    /// Only findings at or above this; default `[alerts] min_severity`.
+    #[serde(default, deserialize_with = "opt_severity")]
+    pub min_severity: Option<Severity>,
+    /// Alerts per request, at most 1000 (default 10 for a robot, whose message is also kept
+    /// under 4096 bytes; 100 for JSON).
+    pub batch_max: Option<usize>,
+    /// Requests per minute (default 20 for a robot, WeCom's limit; none for JSON).
+    pub per_minute: Option<u32>,
+    /// Attempts per alert before it is kept as failed.
+    #[serde(default = "default_alert_attempts")]
+    pub max_attempts: u32,
+    /// The first retry's delay, seconds; doubled per attempt, with jitter.
+    #[serde(default = "default_alert_backoff")]
+    pub backoff_secs: u64,
+    /// The longest delay between attempts, seconds.
+    #[serde(default = "default_alert_max_backoff")]
+    pub max_backoff_secs: u64,
+    /// Whole-request timeout, seconds.
+    #[serde(default = "default_alert_timeout")]
+    pub timeout_secs: u64,
+    /// A webhook added to a configuration that already had others starts with the alerts
+    /// stored after it was added; `backfill = true` sends it the whole outbox instead.
+    #[serde(default)]
+    pub backfill: bool,
+}
+
+impl WebhookSection {
+    /// Its severity filter, given the section's default.
+    pub fn min_severity(&self, section: &AlertsSection) -> Severity {
+        self.min_severity.unwrap_or(section.min_severity)
+    }
+
+    /// Alerts per request.
+    pub fn batch_max(&self) -> usize {
+        self.batch_max
+            .unwrap_or(match self.kind {
+                WebhookKind::WecomRobot => 10,
+                WebhookKind::Json => 100,
+            })
+            .max(1)
+    }
+
+    /// Requests per minute (`None`: unlimited).
+    pub fn per_minute(&self) -> Option<u32> {
+        self.per_minute.or(match self.kind {
+            WebhookKind::WecomRobot => Some(20),
+            WebhookKind::Json => None,
+        })
+    }
+}
+
+fn parse_severity<E: serde::de::Error>(s: &str) -> Result<Severity, E> {
+    Severity::parse(s).ok_or_else(|| {
+        E::custom(format!(
+            "min_severity {s:?} is not a severity: use info, warn or critical"
+        ))
+    })
+}
+
+fn severity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Severity, D::Error> {
+    parse_severity(&String::deserialize(d)?)
+}
+
+fn opt_severity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_severity(&s))
+        .transpose()
+}
+
+fn default_min_severity() -> Severity {
+    Severity::Warn
+}
+fn default_send_wait() -> u64 {
+    30
+}
+fn default_alert_poll() -> u64 {
+    5
+}
+fn default_alert_attempts() -> u32 {
+    8
+}
+fn default_alert_backoff() -> u64 {
+    5
+}
+fn default_alert_max_backoff() -> u64 {
+    3600
+}
+fn default_alert_timeout() -> u64 {
+    10
 }

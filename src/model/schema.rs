@@ -9,12 +9,13 @@ use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::ArrayBuilder;
 use arrow_array::builder::{
-    Decimal128Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use super::conversation::{self, ChatType};
 use super::message::{ChatMessage, Payload};
 
 /// Name of the list item field of `tolist` (the Arrow/Parquet convention, so readers see a plain string list).
@@ -24,8 +25,9 @@ const UTC: &str = "UTC";
 /// The version of the table schemas (messages, media files), recorded in every Parquet file's
 /// key-value metadata under [`crate::sink::layout::SCHEMA_VERSION_KEY`]. Version 1 (releases
 /// before the lake layout) had unsigned integer columns; version 2 has none, since Delta Lake,
-/// Iceberg, Hive, Spark and StarRocks have no unsigned types.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Iceberg, Hive, Spark and StarRocks have no unsigned types. Version 3 added the conversation
+/// columns (`conversation_id`, `chat_type`, `is_external_sender`) at the end of `messages`.
+pub const SCHEMA_VERSION: u32 = 3;
 /// `meetingid` is an unsigned 64-bit number in WeCom's JSON: Decimal(20, 0) holds all of it.
 pub const MEETINGID_TYPE: DataType = DataType::Decimal128(20, 0);
 /// The largest seq the Int64 `seq` column holds; a record above it is a dead letter.
@@ -72,6 +74,15 @@ pub const COLUMNS_DOC: &[(&str, &str, &str)] = &[
         "Number of downloadable media files (sdkfileid) in the message, including inside mixed/chatrecord items.",
     ),
     ("raw_json", "Utf8 not null", "The exact decrypted plaintext: every field, also of unknown types."),
+    (
+        "conversation_id",
+        "Utf8 null",
+        "The conversation: the roomid of a group chat; `single:<a>:<b>` (the two ids sorted, so both directions \
+         share it) of a one-to-one chat; `multi:<ids sorted>` without roomid and several receivers; null for switch \
+         records. See docs/compliance.md.",
+    ),
+    ("chat_type", "Utf8 null", "`group`, `single`, or `single_external` (an external contact `wo…`/`wm…` on either side); null when `conversation_id` is."),
+    ("is_external_sender", "Boolean not null", "The sender is an external contact (`from` starts with `wo` or `wm`; robots `wb…` are not)."),
 ];
 
 /// The Arrow schema of the messages table. Built once; every call returns the same `Arc`.
@@ -114,6 +125,9 @@ fn build_schema() -> SchemaRef {
         Field::new("meetingid", MEETINGID_TYPE, true),
         Field::new("media_count", DataType::Int32, false),
         Field::new("raw_json", DataType::Utf8, false),
+        utf8("conversation_id"),
+        utf8("chat_type"),
+        Field::new("is_external_sender", DataType::Boolean, false),
     ]))
 }
 
@@ -298,6 +312,9 @@ pub struct ChatBatchBuilder {
     meetingid: Decimal128Builder,
     media_count: Int32Builder,
     raw_json: StringBuilder,
+    conversation_id: StringBuilder,
+    chat_type: StringBuilder,
+    is_external_sender: BooleanBuilder,
 }
 
 impl Default for ChatBatchBuilder {
@@ -342,6 +359,9 @@ impl ChatBatchBuilder {
             meetingid: Decimal128Builder::with_capacity(rows).with_data_type(MEETINGID_TYPE),
             media_count: Int32Builder::with_capacity(rows),
             raw_json: str_col(400),
+            conversation_id: str_col(24),
+            chat_type: str_col(6),
+            is_external_sender: BooleanBuilder::with_capacity(rows),
         }
     }
 
@@ -382,6 +402,12 @@ impl ChatBatchBuilder {
         self.media_count
             .append_value(i32::try_from(msg.media_count()).unwrap_or(i32::MAX));
         self.raw_json.append_value(raw_json);
+        self.conversation_id
+            .append_option(conversation::conversation_id(msg).as_deref());
+        self.chat_type
+            .append_option(conversation::chat_type(msg).map(ChatType::as_str));
+        self.is_external_sender
+            .append_value(conversation::is_external_sender(msg));
     }
 
     /// Number of rows appended since the last [`finish`](Self::finish).
@@ -425,6 +451,9 @@ impl ChatBatchBuilder {
             Arc::new(self.meetingid.finish()),
             Arc::new(self.media_count.finish()),
             Arc::new(self.raw_json.finish()),
+            Arc::new(self.conversation_id.finish()),
+            Arc::new(self.chat_type.finish()),
+            Arc::new(self.is_external_sender.finish()),
         ];
         RecordBatch::try_new(chat_schema(), columns)
             .expect("ChatBatchBuilder columns match chat_schema()")

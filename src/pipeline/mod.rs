@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! fetch thread ──chunks──▶ decrypt (rayon, order kept) ──chunks──▶ writer thread
-//!  (pages after the cursor,   bounded   (unwrap, DecryptData, parse)   bounded  (Arrow, Parquet,
-//!   dedupe by seq and msgid)                                                   dead letters, commit)
+//!  (pages after the cursor,   bounded   (unwrap, DecryptData, parse,   bounded  (Arrow, Parquet,
+//!   dedupe by seq and msgid)             screen with the rules)                 findings, dead
+//!                                                                              letters, commit)
 //! ```
 //!
 //! The channels are bounded, so memory stays flat whatever the archive size, and fetching and
@@ -19,11 +20,14 @@ pub mod transform;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rayon::prelude::*;
 
+use crate::compliance::findings::{findings_schema, FindingsBatchBuilder};
+use crate::compliance::rules::{RuleSet, Severity};
 use crate::crypto::keyring::Keyring;
 use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
@@ -32,7 +36,7 @@ use crate::sink::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::sink::layout;
 use crate::sink::parquet::{CommittedPart, ParquetOptions, ParquetSink, SinkError};
 use crate::source::{Item, Rejected, Source, SourceError, MAX_PAGE};
-use crate::state::{Rename, StateError, StateStore};
+use crate::state::{JournalExtras, NewAlert, Rename, Screened, StateError, StateStore};
 use transform::{decode, Decoded};
 
 /// How rows are laid out under the output root (the names are [`layout`]'s).
@@ -56,6 +60,14 @@ impl Layout {
         match self {
             Layout::Flat => layout::dead_letters_root(out),
             Layout::Hive { corp_id, .. } => layout::corp_dead_letters(out, corp_id),
+        }
+    }
+
+    /// The folder of this layout's findings under the output root `out`.
+    pub fn findings_dir(&self, out: &Path) -> PathBuf {
+        match self {
+            Layout::Flat => layout::findings_root(out),
+            Layout::Hive { corp_id, .. } => layout::corp_findings(out, corp_id),
         }
     }
 
@@ -131,6 +143,11 @@ pub struct RunOptions {
     pub progress_every: Duration,
     /// Msgids remembered for the duplicate guard.
     pub dedupe_window: usize,
+    /// The rules screening every message (findings table); `None`: no rules configured.
+    pub rules: Option<Arc<RuleSet>>,
+    /// Findings at or above this severity become alerts in the state's outbox, stored with
+    /// their commit; `None`: no webhooks configured (or no state).
+    pub alert_min: Option<Severity>,
     /// Dead-letter files being re-run (`retry-dead-letters`). When not empty, records at or
     /// below the checkpoint are expected rather than duplicates, and the final commit retires
     /// these files in the same journaled step that publishes what replaced them.
@@ -147,6 +164,8 @@ impl Default for RunOptions {
             parquet: ParquetOptions::default(),
             progress_every: Duration::from_millis(500),
             dedupe_window: 200_000,
+            rules: None,
+            alert_min: None,
             replaying: Vec::new(),
         }
     }
@@ -161,6 +180,8 @@ pub struct RunStats {
     pub written: u64,
     /// Entries sent to the dead letters.
     pub dead_lettered: u64,
+    /// Findings rows written (rules that fired, one per message and rule).
+    pub findings: u64,
     /// Records skipped as duplicates (seq already committed, or msgid seen).
     pub duplicates: u64,
     /// Bytes of plaintext decrypted.
@@ -179,6 +200,8 @@ pub struct RunStats {
     pub files: Vec<CommittedPart>,
     /// Dead-letter files committed.
     pub dead_letter_files: Vec<PathBuf>,
+    /// Findings files committed.
+    pub findings_files: Vec<CommittedPart>,
 }
 
 impl RunStats {
@@ -280,7 +303,11 @@ pub fn run(
         crate::sink::recover::recover(
             store,
             &corp,
-            &[layout.messages_dir(dir), layout.dead_letter_dir(dir)],
+            &[
+                layout.messages_dir(dir),
+                layout.dead_letter_dir(dir),
+                layout.findings_dir(dir),
+            ],
         )?;
         from_seq = store.checkpoint(&corp)?;
     }
@@ -290,11 +317,27 @@ pub fn run(
         None
     };
     let sink = ParquetSink::new(&layout::messages_root(dir), options.parquet.clone())?;
+    let findings = match &options.rules {
+        Some(rules) => Some(FindingsSink {
+            sink: ParquetSink::with_schema(
+                &layout::findings_root(dir),
+                findings_schema(),
+                options.parquet.clone(),
+            )?,
+            rules: rules.clone(),
+            builders: BTreeMap::new(),
+            messages_root: layout.messages_dir(dir),
+            alert_min: options.alert_min.filter(|_| state.is_some()),
+            alerts: Vec::new(),
+        }),
+        None => None,
+    };
     let dead = DeadLetterSink::new(&layout.dead_letter_dir(dir));
     let (raw_tx, raw_rx) = bounded::<Result<Chunk, SourceError>>(options.queue_chunks);
     let (done_tx, done_rx) = bounded::<(Vec<Outcome>, u64, u64)>(options.queue_chunks);
     let writer = Writer {
         sink,
+        findings,
         dead,
         layout,
         state,
@@ -319,7 +362,7 @@ pub fn run(
         for msg in raw_rx {
             match msg {
                 Ok(chunk) => {
-                    let outcomes = decrypt_chunk(keyring, chunk.items);
+                    let outcomes = decrypt_chunk(keyring, options.rules.as_deref(), chunk.items);
                     if done_tx
                         .send((outcomes, chunk.duplicates, chunk.input_bytes))
                         .is_err()
@@ -458,11 +501,11 @@ fn fetch(
 }
 
 /// Decrypts a chunk on every core; `collect` on an indexed parallel iterator keeps order.
-fn decrypt_chunk(keyring: &Keyring, items: Vec<Item>) -> Vec<Outcome> {
+fn decrypt_chunk(keyring: &Keyring, rules: Option<&RuleSet>, items: Vec<Item>) -> Vec<Outcome> {
     items
         .into_par_iter()
         .map(|item| match item {
-            Ok(rec) => match decode(keyring, &rec) {
+            Ok(rec) => match decode(keyring, rules, &rec) {
                 Ok(row) => Outcome::Row(row),
                 Err(e) => Outcome::Failed(rec, e),
             },
@@ -471,8 +514,54 @@ fn decrypt_chunk(keyring: &Keyring, items: Vec<Item>) -> Vec<Outcome> {
         .collect()
 }
 
+/// The findings table's side of the writer: rows of the rules that fired, in the partitions of
+/// their messages, committed with them.
+struct FindingsSink {
+    sink: ParquetSink,
+    rules: Arc<RuleSet>,
+    /// One builder per partition, like the messages'.
+    builders: BTreeMap<String, (FindingsBatchBuilder, u64, u64)>,
+    /// The messages folder of the corp: the screened marks name files relative to it.
+    messages_root: PathBuf,
+    /// Findings at or above this severity are alerts.
+    alert_min: Option<Severity>,
+    /// Alerts of the findings since the last commit.
+    alerts: Vec<NewAlert>,
+}
+
+impl FindingsSink {
+    /// Queues the alerts of one message's findings, for the next commit.
+    fn queue_alerts(&mut self, corp_id: &str, row: &Decoded) {
+        let Some(min) = self.alert_min else {
+            return;
+        };
+        let mut conversation = None;
+        for f in row.findings.iter().filter(|f| f.severity >= min) {
+            let conversation = conversation.get_or_insert_with(|| {
+                crate::model::conversation::conversation_id(&row.message).map(|c| c.into_owned())
+            });
+            let msg = &row.message;
+            self.alerts.push(NewAlert {
+                corp_id: corp_id.to_owned(),
+                seq: row.seq,
+                msgid: msg.msgid.clone(),
+                conversation_id: conversation.clone(),
+                msgtime_ms: msg.msgtime,
+                from: msg.from.clone(),
+                msgtype: msg.msgtype.clone(),
+                rule_id: self.rules.rules()[f.rule_index].id.clone(),
+                rule_set_version: self.rules.version().to_owned(),
+                severity: f.severity,
+                terms: f.terms.clone(),
+                snippet: f.snippet.clone(),
+            });
+        }
+    }
+}
+
 struct Writer<'a> {
     sink: ParquetSink,
+    findings: Option<FindingsSink>,
     dead: DeadLetterSink,
     layout: Layout,
     state: Option<&'a mut StateStore>,
@@ -514,6 +603,9 @@ impl Writer<'_> {
         }
         self.commit()?;
         self.stats.files = self.sink.committed().to_vec();
+        if let Some(f) = &self.findings {
+            self.stats.findings_files = f.sink.committed().to_vec();
+        }
         self.stats.dead_letter_files = self.dead.committed().to_vec();
         self.stats.elapsed = start.elapsed();
         progress(&self.stats);
@@ -540,6 +632,16 @@ impl Writer<'_> {
                     b.append(row.seq, row.publickey_ver, &row.plaintext, &row.message);
                     *first = (*first).min(row.seq);
                     *last = (*last).max(row.seq);
+                    if let (Some(f), false) = (&mut self.findings, row.findings.is_empty()) {
+                        let (fb, first, last) = f
+                            .builders
+                            .entry(partition.to_owned())
+                            .or_insert_with(|| (FindingsBatchBuilder::default(), u64::MAX, 0));
+                        fb.append(&f.rules, row.seq, &row.message, &row.findings);
+                        *first = (*first).min(row.seq);
+                        *last = (*last).max(row.seq);
+                        f.queue_alerts(&self.corp, &row);
+                    }
                     self.stats.plaintext_bytes += row.plaintext.len() as u64;
                     self.stats.written += 1;
                     self.stats.seq_range =
@@ -573,6 +675,21 @@ impl Writer<'_> {
             *first = u64::MAX;
             *last = 0;
         }
+        if let Some(f) = &mut self.findings {
+            for (partition, (b, first, last)) in f.builders.iter_mut() {
+                if b.is_empty() {
+                    continue;
+                }
+                let batch = b.finish();
+                // Findings are few: their files close at the messages' commits, never on size.
+                f.sink.write_to(partition, &batch, *first, *last)?;
+                *first = u64::MAX;
+                *last = 0;
+            }
+            if f.builders.len() > 8 {
+                f.builders.clear();
+            }
+        }
         // Builders are reused across chunks; a long run crossing many dates keeps a handful.
         if self.builders.len() > 8 {
             self.builders.clear();
@@ -586,17 +703,47 @@ impl Writer<'_> {
     /// Makes everything written so far durable, then moves the checkpoint.
     fn commit(&mut self) -> Result<(), RunError> {
         let parts = self.sink.prepare()?;
+        let found = match &mut self.findings {
+            Some(f) => f.sink.prepare()?,
+            None => Vec::new(),
+        };
         let dead = self.dead.prepare().map_err(RunError::DeadLetter)?;
         if parts.is_empty() && dead.is_none() && self.since_commit == 0 && self.retire.is_empty() {
             return Ok(());
         }
         let mut renames: Vec<Rename> = parts
             .iter()
+            .chain(&found)
             .map(|p| Rename {
                 tmp: p.file.tmp.clone(),
                 dest: p.file.dest.clone(),
             })
             .collect();
+        // Every message file of this commit was screened by the rule set, matches or not.
+        let screened = match &self.findings {
+            Some(f) => parts
+                .iter()
+                .map(|p| Screened {
+                    rule_set_version: f.rules.version().to_owned(),
+                    file: p
+                        .part
+                        .path
+                        .strip_prefix(&f.messages_root)
+                        .unwrap_or(&p.part.path)
+                        .to_string_lossy()
+                        .into_owned(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let extras = JournalExtras {
+            screened,
+            alerts: match &mut self.findings {
+                Some(f) => std::mem::take(&mut f.alerts),
+                None => Vec::new(),
+            },
+            ..JournalExtras::default()
+        };
         if let Some(d) = &dead {
             renames.push(Rename {
                 tmp: d.tmp.clone(),
@@ -614,10 +761,10 @@ impl Writer<'_> {
             })
             .collect();
         renames.extend(retired.iter().cloned());
-        let journal = match self.state.as_deref() {
+        let journal = match self.state.as_deref_mut() {
             Some(store) => {
                 let seq = self.high_seq.or(self.stats.checkpoint).unwrap_or(0);
-                Some(store.journal_commit(&self.corp, seq, &renames)?)
+                Some(store.journal_commit(&self.corp, seq, &renames, &extras)?)
             }
             None => None,
         };
@@ -635,6 +782,10 @@ impl Writer<'_> {
             let _ = std::fs::remove_file(&r.dest);
         }
         self.sink.mark_committed(parts.into_iter().map(|p| p.part));
+        self.stats.findings += found.iter().map(|p| p.part.rows).sum::<u64>();
+        if let Some(f) = &mut self.findings {
+            f.sink.mark_committed(found.into_iter().map(|p| p.part));
+        }
         if let Some(d) = dead {
             self.dead.mark_committed(d.dest);
         }

@@ -110,9 +110,13 @@ pub fn summary(s: &RunStats) -> String {
         Some(c) => format!(", checkpoint {c}"),
         None => String::new(),
     };
+    let findings = match s.findings {
+        0 => String::new(),
+        n => format!(", {n} findings"),
+    };
     format!(
         "{} records in, {} written, {} dead-lettered, {} duplicates skipped, {:.1} MiB in, \
-         {:.0} msgs/s ({:.2} s), {seqs}{checkpoint}",
+         {:.0} msgs/s ({:.2} s), {seqs}{checkpoint}{findings}",
         s.records_in,
         s.written,
         s.dead_lettered,

@@ -1,7 +1,10 @@
-//! The per-record transform: unwrap the key, decrypt, check and type the plaintext.
+//! The per-record transform: unwrap the key, decrypt, check and type the plaintext, screen it
+//! with the rules.
 //!
 //! Pure and lock-free, so rayon can run it on every core.
 
+use crate::compliance::findings::{screen, Finding};
+use crate::compliance::rules::RuleSet;
 use crate::crypto::keyring::Keyring;
 use crate::crypto::message;
 use crate::error::{RecordError, RecordErrorKind};
@@ -20,13 +23,19 @@ pub struct Decoded {
     pub plaintext: String,
     /// The typed message.
     pub message: ChatMessage,
+    /// The rules that fired on it.
+    pub findings: Vec<Finding>,
 }
 
-/// Unwraps, decrypts and parses one record.
+/// Unwraps, decrypts, parses and screens one record (`rules`: `None` when no rules are configured).
 ///
 /// Output that is not a JSON chat message counts as a failed decrypt: the cipher has no MAC,
 /// so a wrong key "succeeds" with garbage about once in 256.
-pub fn decode(keyring: &Keyring, rec: &EncryptedRecord) -> Result<Decoded, RecordError> {
+pub fn decode(
+    keyring: &Keyring,
+    rules: Option<&RuleSet>,
+    rec: &EncryptedRecord,
+) -> Result<Decoded, RecordError> {
     let fail = |kind: RecordErrorKind| RecordError {
         seq: Some(rec.seq),
         msgid: Some(rec.msgid.clone()),
@@ -60,10 +69,12 @@ pub fn decode(keyring: &Keyring, rec: &EncryptedRecord) -> Result<Decoded, Recor
             "plaintext is not UTF-8: {e}"
         )))
     })?;
+    let findings = rules.map_or_else(Vec::new, |r| screen(r, &message));
     Ok(Decoded {
         seq: rec.seq,
         publickey_ver: rec.publickey_ver,
         plaintext,
         message,
+        findings,
     })
 }

@@ -26,6 +26,8 @@ struct Inner {
     token_refreshes: BTreeMap<String, u64>,
     corps: BTreeMap<String, CorpStats>,
     queue_depth: u64,
+    /// webhook → (pending, delivered, failed), as of the last delivery pass.
+    alerts: BTreeMap<String, [u64; 3]>,
 }
 
 /// All metrics of one `serve` process.
@@ -122,6 +124,16 @@ impl Metrics {
             if report.caught_up() {
                 c.caught_up_at = Some(now);
             }
+        });
+    }
+
+    /// The alert outbox after a delivery pass.
+    pub fn set_alert_outboxes(&self, outboxes: &[crate::state::WebhookOutbox]) {
+        self.with(|m| {
+            m.alerts = outboxes
+                .iter()
+                .map(|o| (o.webhook.clone(), [o.pending, o.delivered, o.failed]))
+                .collect();
         });
     }
 
@@ -258,6 +270,23 @@ impl Metrics {
                     }
                 }
             }
+            if !m.alerts.is_empty() {
+                family(
+                    out,
+                    "wecom_archive_alerts",
+                    "gauge",
+                    "Alert deliveries per webhook, by status (pending, delivered, failed).",
+                );
+                for (hook, counts) in &m.alerts {
+                    let hook = esc(hook);
+                    for (status, n) in ["pending", "delivered", "failed"].iter().zip(counts) {
+                        let _ = writeln!(
+                            out,
+                            "wecom_archive_alerts{{webhook=\"{hook}\",status=\"{status}\"}} {n}"
+                        );
+                    }
+                }
+            }
             std::mem::take(out)
         })
     }
@@ -305,8 +334,18 @@ mod tests {
             },
             100,
         );
+        m.set_alert_outboxes(&[crate::state::WebhookOutbox {
+            webhook: "robot".into(),
+            pending: 2,
+            delivered: 5,
+            failed: 1,
+            ..Default::default()
+        }]);
         let text = m.render(130);
         for want in [
+            "wecom_archive_alerts{webhook=\"robot\",status=\"pending\"} 2",
+            "wecom_archive_alerts{webhook=\"robot\",status=\"delivered\"} 5",
+            "wecom_archive_alerts{webhook=\"robot\",status=\"failed\"} 1",
             "wecom_archive_callbacks_total{result=\"ok\"} 2",
             "wecom_archive_callbacks_total{result=\"bad_signature\"} 1",
             "wecom_archive_events_total{type=\"suite_ticket\"} 1",

@@ -95,6 +95,8 @@ pub struct Running {
     http: JoinHandle<()>,
     handler: JoinHandle<()>,
     poll: JoinHandle<()>,
+    /// The alert dispatcher, with `[alerts]` webhooks: its stop signal and task.
+    alerts: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for Running {
@@ -140,6 +142,12 @@ impl Running {
         // The server (and with it the queue's sender) is gone: the handler drains and ends.
         let _ = self.handler.await;
         self.scheduler.shutdown().await;
+        // After the pulls: their last commits' alerts are in the outbox, and a pass in flight
+        // records what its receiver accepted before the task ends.
+        if let Some((stop, task)) = self.alerts {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         tracing::info!("serve stopped");
     }
 }
@@ -202,6 +210,8 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
         .map_err(|e| ServeError::Config(e.to_string()))?;
     let state = SharedState::new(StateStore::open(&config.state_path())?);
     let metrics = Arc::new(Metrics::new());
+    let dispatcher = crate::compliance::alerts::Dispatcher::from_config(&config, clock.clone())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
     let tokens: Arc<dyn TokenStore> = Arc::new(CountingTokenStore {
         inner: state.clone(),
         metrics: metrics.clone(),
@@ -374,6 +384,13 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
         }
     });
 
+    let alerts = dispatcher.map(|d| {
+        let (stop, stopped) = oneshot::channel();
+        let m = metrics.clone();
+        let task = tokio::spawn(d.run(state.clone(), stopped, move |o| m.set_alert_outboxes(o)));
+        (stop, task)
+    });
+
     tracing::info!(%addr, corps = config.corps.len(), "serve: callback server listening");
     Ok(Running {
         addr,
@@ -385,5 +402,6 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
         http,
         handler,
         poll,
+        alerts,
     })
 }

@@ -18,8 +18,8 @@ pub struct PipelinePuller {
 impl PipelinePuller {
     /// Pulls with `config`'s sources and output, committing every `commit_every` records.
     ///
-    /// A `[media]` section that does not parse is reported here, at start, rather than at each
-    /// pull.
+    /// A `[media]` section that does not parse, or a rules file that does not load, is reported
+    /// here, at start, rather than at each pull.
     pub fn new(config: Arc<Config>, commit_every: u64) -> Result<Self, String> {
         let media = match config.media.on_pull {
             true => Some(crate::pull::media_options(&config, &Default::default())?),
@@ -33,6 +33,8 @@ impl PipelinePuller {
                     let today = jiff::Zoned::now().with_time_zone(config.tz()).date();
                     config.compaction.options(today)
                 }),
+                rules: config.rule_set().map_err(|e| e.to_string())?,
+                alert_min: config.alerts_min_severity(),
             },
             config,
         })

@@ -37,7 +37,7 @@ use super::layout;
 use super::lock::{CorpLock, LockError};
 use super::parquet::{unused_part_name, ParquetOptions};
 use crate::model::schema::chat_schema;
-use crate::state::{Rename, StateError, StateStore};
+use crate::state::{JournalExtras, Rename, Screened, StateError, StateStore};
 
 /// The environment variable that makes `compact` abort at a named step (tests of crash
 /// recovery): `written`, `journaled`, `published`, `retired-one`, `completed`.
@@ -347,7 +347,11 @@ fn compact_partition(
         })
         .collect();
     renames.extend(retired.iter().cloned());
-    let journal = store.journal_maintenance(corp_id, &renames)?;
+    let extras = JournalExtras {
+        screened: screened_by_all(store, corp_id, corp_dir, &inputs, &written)?,
+        ..JournalExtras::default()
+    };
+    let journal = store.journal_maintenance(corp_id, &renames, &extras)?;
     fault("journaled");
     for (i, r) in renames.iter().enumerate() {
         super::atomic::publish(&r.tmp, &r.dest).map_err(io(&r.dest))?;
@@ -405,6 +409,43 @@ fn mark_scanned(
         }
     }
     Ok(())
+}
+
+/// A merged file holds the rows of its inputs, so it is screened by every rule-set version that
+/// screened all of them (and `scan` under such a version skips it, as it skipped the inputs).
+fn screened_by_all(
+    store: &StateStore,
+    corp_id: &str,
+    corp_dir: &Path,
+    inputs: &[InputFile],
+    written: &[Prepared],
+) -> Result<Vec<Screened>, CompactError> {
+    let rel = |p: &Path| {
+        p.strip_prefix(corp_dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let marks = store.screened_versions(corp_id)?;
+    let none = Default::default();
+    let mut common: Option<std::collections::HashSet<String>> = None;
+    for i in inputs {
+        let versions = marks.get(&rel(&i.path)).unwrap_or(&none);
+        common = Some(match common {
+            None => versions.clone(),
+            Some(c) => c.intersection(versions).cloned().collect(),
+        });
+    }
+    let mut out = Vec::new();
+    for version in common.unwrap_or_default() {
+        for w in written {
+            out.push(Screened {
+                rule_set_version: version.clone(),
+                file: rel(&w.dest),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Aborts the process when [`FAULT_ENV`] names `step`: a crash at a known point, for tests.

@@ -1,5 +1,5 @@
 //! What an output directory holds: committed Parquet rows and dead letters, by corp, date and
-//! msgtype, with the seq coverage (gaps and duplicates). Used by `inspect` and by the tests that
+//! msgtype, with the seq coverage (gaps and duplicates), and the findings by rule. Used by `inspect` and by the tests that
 //! prove exactly-once delivery.
 
 use std::collections::BTreeMap;
@@ -53,6 +53,8 @@ pub struct Inventory {
     pub dead_without_seq: u64,
     /// Uncommitted temporaries lying around (a run is in progress, or crashed).
     pub temporaries: u64,
+    /// Findings rows by `(rule_set_version, rule_id, severity)`.
+    pub findings: BTreeMap<(String, String, String), u64>,
 }
 
 impl Inventory {
@@ -91,7 +93,19 @@ impl Inventory {
 /// Reads every committed Parquet file of the messages table and every dead letter under the
 /// output root `out` (both tables are optional: a run may not have written one yet).
 pub fn scan(out: &Path) -> Result<Inventory, InventoryError> {
-    scan_dirs(&[layout::messages_root(out), layout::dead_letters_root(out)])
+    let mut inv = scan_dirs(&[layout::messages_root(out), layout::dead_letters_root(out)])?;
+    let findings = layout::findings_root(out);
+    if findings.is_dir() {
+        walk(&findings, &mut inv, Table::Findings)?;
+    }
+    Ok(inv)
+}
+
+/// Which table a walk reads.
+#[derive(Clone, Copy)]
+enum Table {
+    Messages,
+    Findings,
 }
 
 /// [`scan`] restricted to one corp's folders.
@@ -105,14 +119,14 @@ pub fn scan_corp(out: &Path, corp_id: &str) -> Result<Inventory, InventoryError>
 fn scan_dirs(dirs: &[PathBuf]) -> Result<Inventory, InventoryError> {
     let mut inv = Inventory::default();
     for dir in dirs.iter().filter(|d| d.is_dir()) {
-        walk(dir, &mut inv)?;
+        walk(dir, &mut inv, Table::Messages)?;
     }
     inv.seqs.sort_unstable();
     inv.dead_seqs.sort_unstable();
     Ok(inv)
 }
 
-fn walk(dir: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
+fn walk(dir: &Path, inv: &mut Inventory, table: Table) -> Result<(), InventoryError> {
     let io = |source| InventoryError::Io {
         path: dir.to_owned(),
         source,
@@ -130,9 +144,12 @@ fn walk(dir: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
         } else if layout::is_hidden(&name) {
             // Readers skip these; so does the inventory.
         } else if e.file_type().map_err(io)?.is_dir() {
-            walk(&path, inv)?;
+            walk(&path, inv, table)?;
         } else if name.ends_with(".parquet") {
-            read_parquet(&path, inv)?;
+            match table {
+                Table::Messages => read_parquet(&path, inv)?,
+                Table::Findings => read_findings(&path, inv)?,
+            }
         } else if layout::is_dead_letter_file(&path) {
             read_dead_letters(&path, inv)?;
         }
@@ -178,6 +195,44 @@ fn read_parquet(path: &Path, inv: &mut Inventory) -> Result<(), InventoryError> 
             }
         }
         *inv.by_partition.entry(partition.clone()).or_default() += batch.num_rows() as u64;
+    }
+    Ok(())
+}
+
+fn read_findings(path: &Path, inv: &mut Inventory) -> Result<(), InventoryError> {
+    let pq = |source| InventoryError::Parquet {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| InventoryError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?;
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        ["rule_set_version", "rule_id", "severity"],
+    );
+    for batch in builder.with_projection(mask).build().map_err(pq)? {
+        let batch = batch.map_err(|e| pq(e.into()))?;
+        let col = |n: &str| {
+            batch
+                .column_by_name(n)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        };
+        let (Some(version), Some(rule), Some(severity)) =
+            (col("rule_set_version"), col("rule_id"), col("severity"))
+        else {
+            continue;
+        };
+        for i in 0..batch.num_rows() {
+            let key = (
+                version.value(i).to_owned(),
+                rule.value(i).to_owned(),
+                severity.value(i).to_owned(),
+            );
+            *inv.findings.entry(key).or_default() += 1;
+        }
     }
     Ok(())
 }

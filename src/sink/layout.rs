@@ -3,6 +3,7 @@
 //! ```text
 //! OUT/messages/corp_id=<corp>/date=<YYYY-MM-DD>/part-<first:020>-<last:020>.parquet
 //! OUT/dead_letters/corp_id=<corp>/dead-<first:020>-<last:020>-<token>.jsonl
+//! OUT/findings/corp_id=<corp>/date=<YYYY-MM-DD>/part-<first:020>-<last:020>.parquet  rule matches
 //! OUT/media_files/corp_id=<corp>/media_files.parquet      message -> media file
 //! OUT/media/corp_id=<corp>/<2 hex>/<sha256>.<ext>         downloaded media (+ .partial/)
 //! OUT/_wecom_archive/state.sqlite                         checkpoints, journal, run history
@@ -13,7 +14,8 @@
 //! `_` or `.` are skipped by every common reader (Spark, pyarrow, DuckDB, Polars): the state
 //! folder and the temporaries rely on it.
 //!
-//! `decrypt --out DIR` has no corps: `DIR/messages/part-….parquet`, `DIR/dead_letters/dead-….jsonl`.
+//! `decrypt --out DIR` has no corps: `DIR/messages/part-….parquet`, `DIR/dead_letters/dead-….jsonl`,
+//! `DIR/findings/part-….parquet`.
 //!
 //! Writers ask this module for names and readers (`inspect`, the media scan, compaction) ask it
 //! what a name means, so that changing the layout is a change of this file. The layout of earlier
@@ -27,6 +29,8 @@ pub const MESSAGES: &str = "messages";
 pub const DEAD_LETTERS: &str = "dead_letters";
 /// The media table's root folder.
 pub const MEDIA_FILES: &str = "media_files";
+/// The findings table's root folder (rule matches, partitioned like the messages).
+pub const FINDINGS: &str = "findings";
 /// The root folder of downloaded media files.
 pub const MEDIA: &str = "media";
 /// The folder of the tool's own files (state database, locks); `_` so that engines skip it.
@@ -66,6 +70,16 @@ pub fn messages_root(out: &Path) -> PathBuf {
 /// The dead letters' root under `out`.
 pub fn dead_letters_root(out: &Path) -> PathBuf {
     out.join(DEAD_LETTERS)
+}
+
+/// The findings table's root under `out`.
+pub fn findings_root(out: &Path) -> PathBuf {
+    out.join(FINDINGS)
+}
+
+/// A corp's findings: `<out>/findings/corp_id=<corp>`.
+pub fn corp_findings(out: &Path, corp_id: &str) -> PathBuf {
+    findings_root(out).join(corp_folder(corp_id))
 }
 
 /// The media table's root under `out`.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -114,6 +115,7 @@ pub struct CommittedPart {
 /// path such as `corp_id=ww1/date=2026-11-26`).
 pub struct ParquetSink {
     dir: PathBuf,
+    schema: SchemaRef,
     options: ParquetOptions,
     open: BTreeMap<String, OpenPart>,
     committed: Vec<CommittedPart>,
@@ -136,14 +138,24 @@ pub struct PreparedPart {
 }
 
 impl ParquetSink {
-    /// A sink writing under `dir` (created if missing).
+    /// A sink writing `messages` rows under `dir` (created if missing).
     pub fn new(dir: &Path, options: ParquetOptions) -> Result<Self, SinkError> {
+        Self::with_schema(dir, chat_schema(), options)
+    }
+
+    /// A sink writing rows of `schema` under `dir` (created if missing).
+    pub fn with_schema(
+        dir: &Path,
+        schema: SchemaRef,
+        options: ParquetOptions,
+    ) -> Result<Self, SinkError> {
         super::atomic::create_dir_durable(dir).map_err(|source| SinkError::Io {
             dir: dir.to_owned(),
             source,
         })?;
         Ok(ParquetSink {
             dir: dir.to_owned(),
+            schema,
             options,
             open: BTreeMap::new(),
             committed: Vec::new(),
@@ -195,8 +207,8 @@ impl ParquetSink {
             super::atomic::create_dir_durable(&dir).map_err(|e| self.io(e))?;
             let file = AtomicFile::create(&dir, "part", "parquet").map_err(|e| self.io(e))?;
             let props = self.options.writer_properties().map_err(|e| self.pq(e))?;
-            let writer =
-                ArrowWriter::try_new(file, chat_schema(), Some(props)).map_err(|e| self.pq(e))?;
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
+                .map_err(|e| self.pq(e))?;
             self.open.insert(
                 partition.to_owned(),
                 OpenPart {

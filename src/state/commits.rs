@@ -23,6 +23,19 @@ CREATE TABLE IF NOT EXISTS commit_journal (
 );
 ";
 
+/// Bookkeeping stored in the same transaction as a journal entry, so that it holds exactly when
+/// the entry's files are (or, after a roll-forward, will be) published.
+#[derive(Debug, Clone, Default)]
+pub struct JournalExtras {
+    /// Message files screened by a rule set in this step.
+    pub screened: Vec<super::screened::Screened>,
+    /// Message files renamed by this step (`(old, new)`, relative to the corp's messages folder):
+    /// their marks (screened by rules, scanned for media) follow them.
+    pub renamed: Vec<(String, String)>,
+    /// Alerts on this step's findings: they exist exactly when the findings do.
+    pub alerts: Vec<super::NewAlert>,
+}
+
 /// `last_seq` of a journal entry that moves no checkpoint (seqs are never negative).
 const MAINTENANCE: i64 = -1;
 
@@ -152,40 +165,57 @@ impl StateStore {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// Step 2 of a commit: records the renames and the next checkpoint. Returns the journal id.
+    /// Step 2 of a commit: records the renames and the next checkpoint, with `extras`, in one
+    /// transaction. Returns the journal id.
     pub fn journal_commit(
-        &self,
+        &mut self,
         corp_id: &str,
         last_seq: u64,
         renames: &[Rename],
+        extras: &JournalExtras,
+    ) -> Result<i64, StateError> {
+        self.journal(corp_id, seq_to_sql(last_seq), renames, extras)
+    }
+
+    /// Journals a maintenance step (migration, compaction, scan): renames that publish new files
+    /// and retire old ones, rolled forward after a crash like a commit's, but moving no
+    /// checkpoint. Returns the journal id, for [`Self::complete_commit`].
+    pub fn journal_maintenance(
+        &mut self,
+        corp_id: &str,
+        renames: &[Rename],
+        extras: &JournalExtras,
+    ) -> Result<i64, StateError> {
+        self.journal(corp_id, MAINTENANCE, renames, extras)
+    }
+
+    fn journal(
+        &mut self,
+        corp_id: &str,
+        last_seq: i64,
+        renames: &[Rename],
+        extras: &JournalExtras,
     ) -> Result<i64, StateError> {
         // Cannot fail: every path has an encoding (see `journal_path`).
         let json = serde_json::to_string(renames).expect("journal paths always encode");
-        self.conn
-            .execute(
-                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
-                params![corp_id, seq_to_sql(last_seq), json],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Journals a maintenance step (migration, compaction): renames that publish new files and
-    /// retire old ones, rolled forward after a crash like a commit's, but moving no checkpoint.
-    /// Returns the journal id, for [`Self::complete_commit`].
-    pub fn journal_maintenance(
-        &self,
-        corp_id: &str,
-        renames: &[Rename],
-    ) -> Result<i64, StateError> {
-        let json = serde_json::to_string(renames).expect("journal paths always encode");
-        self.conn
-            .execute(
-                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
-                params![corp_id, MAINTENANCE, json],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        let path = self.path.clone();
+        let err = |source| StateError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
+            params![corp_id, last_seq, json],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        super::screened::rename(&tx, corp_id, &extras.renamed).map_err(err)?;
+        super::media::rename_scanned(&tx, corp_id, &extras.renamed).map_err(err)?;
+        super::alerts::insert_alerts(&tx, &extras.alerts).map_err(err)?;
+        super::screened::mark(&tx, corp_id, &extras.screened).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(id)
     }
 
     /// Step 3 of a commit: moves the checkpoint (never backwards) and clears the journal entry.
@@ -267,7 +297,9 @@ mod tests {
             tmp: "a.tmp".into(),
             dest: "a".into(),
         }];
-        let id = s.journal_commit("ww1", 10, &r).unwrap();
+        let id = s
+            .journal_commit("ww1", 10, &r, &JournalExtras::default())
+            .unwrap();
         assert_eq!(s.checkpoint("ww1").unwrap(), None);
         let pending = s.pending_commits("ww1").unwrap();
         assert_eq!(pending.len(), 1);
@@ -291,7 +323,8 @@ mod tests {
             tmp: odd.with_file_name(".part-x.parquet.tmp"),
             dest: odd,
         }];
-        s.journal_commit("ww1", 2, &r).unwrap();
+        s.journal_commit("ww1", 2, &r, &JournalExtras::default())
+            .unwrap();
         // A journal written before this encoding: plain strings.
         s.conn
             .execute(
@@ -312,10 +345,16 @@ mod tests {
             tmp: "a.tmp".into(),
             dest: "a".into(),
         }];
-        let c = s.journal_commit("ww1", 7, &[]).unwrap();
+        let c = s
+            .journal_commit("ww1", 7, &[], &JournalExtras::default())
+            .unwrap();
         s.complete_commit(c).unwrap();
-        let m = s.journal_maintenance("ww1", &r).unwrap();
-        let n = s.journal_maintenance("ww2", &r).unwrap();
+        let m = s
+            .journal_maintenance("ww1", &r, &JournalExtras::default())
+            .unwrap();
+        let n = s
+            .journal_maintenance("ww2", &r, &JournalExtras::default())
+            .unwrap();
         assert_eq!(s.pending_commits("ww1").unwrap()[0].renames, r);
         s.complete_commit(m).unwrap();
         s.complete_commit(n).unwrap();
@@ -327,8 +366,12 @@ mod tests {
     #[test]
     fn checkpoint_never_moves_backwards_on_commit() {
         let mut s = StateStore::open_in_memory().unwrap();
-        let a = s.journal_commit("ww1", 20, &[]).unwrap();
-        let b = s.journal_commit("ww1", 10, &[]).unwrap();
+        let a = s
+            .journal_commit("ww1", 20, &[], &JournalExtras::default())
+            .unwrap();
+        let b = s
+            .journal_commit("ww1", 10, &[], &JournalExtras::default())
+            .unwrap();
         s.complete_commit(a).unwrap();
         s.complete_commit(b).unwrap();
         assert_eq!(s.checkpoint("ww1").unwrap(), Some(20));

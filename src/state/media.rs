@@ -165,6 +165,22 @@ pub struct MediaRefState {
 const MEDIA_COLUMNS: &str = "corp_id, sdkfileid, kind, ext, md5sum, size_hint, status, bytes_done,
     indexbuf, tmp_path, attempts, mismatches, md5_status, path, size, sha256, error";
 
+/// Renames scanned files (`(old, new)` names relative to the corp's messages folder) in the
+/// caller's transaction.
+pub(super) fn rename_scanned(
+    conn: &rusqlite::Connection,
+    corp_id: &str,
+    scanned: &[(String, String)],
+) -> rusqlite::Result<()> {
+    for (old, new) in scanned {
+        conn.execute(
+            "UPDATE OR IGNORE media_scanned SET file = ?3 WHERE corp_id = ?1 AND file = ?2",
+            params![corp_id, old, new],
+        )?;
+    }
+    Ok(())
+}
+
 fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
@@ -300,13 +316,7 @@ impl StateStore {
             params![corp_id, old_partial, new_partial],
         )
         .map_err(err)?;
-        for (old, new) in scanned {
-            tx.execute(
-                "UPDATE OR IGNORE media_scanned SET file = ?3 WHERE corp_id = ?1 AND file = ?2",
-                params![corp_id, old, new],
-            )
-            .map_err(err)?;
-        }
+        rename_scanned(&tx, corp_id, scanned).map_err(err)?;
         tx.commit().map_err(err)
     }
 

@@ -1,12 +1,14 @@
 //! Where we are: the embedded state database (SQLite, bundled). Only this module knows SQL.
 //!
-//! One [`StateStore`] (one connection) keeps five areas, each in its own file with its tables:
+//! One [`StateStore`] (one connection) keeps seven areas, each in its own file with its tables:
 //! - `commits`: per-corp checkpoints and the commit journal (see "Exactly once" below);
 //! - `runs`: the history of pipeline runs;
+//! - `screened`: which message files each rule-set version has screened (for `scan`);
 //! - `media`: media references and each file's download progress;
 //! - `exports`: the audit log of evidence exports;
 //! - `wecom`: the WeCom-facing side: suite tickets, authorized corps and their permanent codes,
-//!   callback dedupe keys, access tokens and small named values.
+//!   callback dedupe keys, access tokens and small named values;
+//! - `alerts`: the alert outbox and each alert's delivery to each webhook.
 //!
 //! [`SharedState`] shares one store between tokio tasks.
 //!
@@ -25,10 +27,12 @@
 //! rolls the journal forward ([`StateStore::pending_commits`]). Either way each seq ends up in the
 //! output exactly once.
 
+mod alerts;
 mod commits;
 mod exports;
 mod media;
 mod runs;
+mod screened;
 mod shared_state;
 mod wecom;
 
@@ -37,10 +41,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-pub use commits::{PendingCommit, Rename};
+// Called inside the transaction that journals a pipeline commit (the findings of that commit).
+pub use alerts::{AlertRetry, ClaimedAlert, NewAlert, StoredAlert, WebhookOutbox};
+pub use commits::{JournalExtras, PendingCommit, Rename};
 pub use exports::ExportAudit;
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
 pub use runs::RunRecord;
+pub use screened::Screened;
 pub use shared_state::SharedState;
 pub use wecom::{
     AuthCorp, NewCallbackEvent, StoredCallbackEvent, StoredSuiteTickets,
@@ -74,11 +81,13 @@ impl std::fmt::Debug for StateStore {
 
 /// Each area's tables, created in this order when missing. `IF NOT EXISTS` leaves an existing
 /// database untouched, so the table and column names are the on-disk format: never rename them.
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 7] = [
     commits::SCHEMA,
     runs::SCHEMA,
     media::SCHEMA,
     wecom::SCHEMA,
+    screened::SCHEMA,
+    alerts::SCHEMA,
     exports::SCHEMA,
 ];
 
@@ -337,6 +346,11 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "alert(id,corp_id,seq,msgid,conversation_id,msgtime_ms,sender,msgtype,rule_id,\
+                 rule_set_version,severity,terms,snippet,created_at)",
+                "alert_delivery(alert_id,webhook,status,attempts,next_attempt_at,delivered_at,\
+                 last_error,updated_at)",
+                "alert_webhook(webhook,planned_id)",
                 "auth_corp(corp_id,suite_id,corp_name,permanent_code,enabled,updated_at)",
                 "callback_event(id,dedupe_key,route,receiveid,payload,received_at,handled_at)",
                 "callback_seen(key,expires_at)",
@@ -344,6 +358,7 @@ mod tests {
                 "commit_journal(id,corp_id,last_seq,renames)",
                 "export_audit(id,time,corp_id,query,format,export_dir,messages,manifest_sha256,\
                  tool_version,os_user)",
+                "findings_screened(corp_id,rule_set_version,file)",
                 "kv(key,value,updated_at)",
                 "media_file(corp_id,sdkfileid,kind,ext,md5sum,size_hint,status,bytes_done,indexbuf,\
                  tmp_path,attempts,mismatches,md5_status,path,size,sha256,error,updated_at)",

@@ -45,6 +45,7 @@ const CONFIG_COMMANDS: &[&[&str]] = &[
     &[
         "export", "--corp", "wwcorp", "--user", "u", "--format", "html", "--to-dir", "x",
     ],
+    &["alerts"],
 ];
 
 #[test]

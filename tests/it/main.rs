@@ -2,6 +2,7 @@
 //! so that `cargo test` links once instead of once per file (the emulator's tests are
 //! `tests/emulated/`, the official SDK's `tests/sdk_*.rs`).
 
+mod alerts;
 mod callback_vectors;
 mod cli_conventions;
 mod cli_decrypt;
@@ -10,10 +11,12 @@ mod cli_media;
 mod cli_pull;
 mod cli_retry;
 mod compact;
+mod compliance;
 mod decryptdata_vectors;
 mod export;
 mod media_download;
 mod migrate;
+mod migrate_schema;
 mod model_messages;
 mod pipeline_resume;
 mod pull_guard;

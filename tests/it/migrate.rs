@@ -11,6 +11,7 @@ use arrow_array::{Array, Int64Array, StringArray, UInt64Array};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wecom_archive::migrate::{is_legacy, FAULT_ENV};
+use wecom_archive::model::schema::SCHEMA_VERSION;
 use wecom_archive::sink::inventory::scan;
 use wecom_archive::sink::layout;
 use wecom_archive::state::StateStore;
@@ -192,8 +193,8 @@ fn assert_current_files(dir: &Path) {
         let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).unwrap()).unwrap();
         let kv = b.metadata().file_metadata().key_value_metadata().unwrap();
         assert!(
-            kv.iter()
-                .any(|kv| kv.key == layout::SCHEMA_VERSION_KEY && kv.value.as_deref() == Some("2")),
+            kv.iter().any(|kv| kv.key == layout::SCHEMA_VERSION_KEY
+                && kv.value.as_deref() == Some(SCHEMA_VERSION.to_string().as_str())),
             "{name}: {kv:?}"
         );
         let schema = b.schema();

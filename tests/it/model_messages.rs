@@ -652,7 +652,18 @@ fn schema_shape() {
     ] {
         assert_eq!(f(name).data_type(), &t, "{name}");
     }
-    assert_eq!(schema.fields().last().unwrap().name(), "raw_json");
+    // Schema 3 added the conversation columns at the end (additive, as lake tables evolve).
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names[names.len() - 4..],
+        [
+            "raw_json",
+            "conversation_id",
+            "chat_type",
+            "is_external_sender"
+        ]
+    );
+    assert_eq!(f("is_external_sender").data_type(), &DataType::Boolean);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Exactly once: the pipeline killed at random points (SIGKILL, no chance to clean up) and run
 //! again until done leaves every seq of the source exactly once in the output, as a row or as a
-//! dead letter; and a source failing mid-run loses nothing.
+//! dead letter, and every finding of the rules exactly once; and a source failing mid-run loses
+//! nothing.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -38,7 +39,59 @@ fn assert_exactly_once(inv: &Inventory, n: u64, corrupt_every: u64) {
     assert_eq!(inv.dead_without_seq, 0);
 }
 
+/// Rules that fire on many of the simulator's texts, so kills land between findings too.
+const RULES: &str = r#"
+[[rule]]
+id = "invoice"
+severity = "warn"
+keywords = ["发票", "附件"]
+[[rule]]
+id = "delivery"
+severity = "critical"
+keywords = ["发货", "交付"]
+"#;
+
+/// `(seq, rule_id)` of every findings row under `out`; a row twice fails.
+fn findings(out: &Path) -> BTreeSet<(i64, String)> {
+    use arrow_array::{Array, Int64Array, StringArray};
+    let mut set = BTreeSet::new();
+    let mut stack = vec![wecom_archive::sink::layout::findings_root(out)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if name.starts_with('.') || !name.ends_with(".parquet") {
+                continue;
+            }
+            let file = std::fs::File::open(&p).unwrap();
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for b in reader {
+                let b = b.unwrap();
+                let seq = b.column_by_name("seq").unwrap();
+                let seq = seq.as_any().downcast_ref::<Int64Array>().unwrap();
+                let rule = b.column_by_name("rule_id").unwrap();
+                let rule = rule.as_any().downcast_ref::<StringArray>().unwrap();
+                for i in 0..b.num_rows() {
+                    let row = (seq.value(i), rule.value(i).to_owned());
+                    assert!(set.insert(row.clone()), "finding twice: {row:?}");
+                }
+            }
+        }
+    }
+    set
+}
+
 fn demo_cmd(out: &Path, n: u64, corrupt_every: u64) -> Command {
+    let rules = out.with_extension("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
     let mut c = Command::new(BIN);
     c.args([
         "demo",
@@ -55,6 +108,8 @@ fn demo_cmd(out: &Path, n: u64, corrupt_every: u64) -> Command {
         "--corp-id",
         "wwcrash",
     ])
+    .arg("--rules")
+    .arg(&rules)
     .arg("--out")
     .arg(out)
     .env("WECOM_ARCHIVE_LOG", "warn")
@@ -78,6 +133,8 @@ fn random_kills_never_lose_or_duplicate() {
         .success());
     let full_run = t.elapsed();
     assert_exactly_once(&scan(&full).unwrap(), n, corrupt_every);
+    let reference_findings = findings(&full);
+    assert!(reference_findings.len() > 100);
 
     // Kill runs at random points until one gets to finish on its own. Each killed run resumes
     // from the last checkpoint, so the kills land all over the archive and all over the commit
@@ -95,6 +152,9 @@ fn random_kills_never_lose_or_duplicate() {
         // Whatever was committed so far is exactly-once already (temporaries aside).
         let inv = scan(&out).unwrap();
         assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
+        // Findings of committed messages only, each once.
+        let seqs: BTreeSet<i64> = inv.seqs.iter().map(|&s| s as i64).collect();
+        assert!(findings(&out).iter().all(|(s, _)| seqs.contains(s)));
         if status.success() {
             finished = true;
             break;
@@ -108,6 +168,7 @@ fn random_kills_never_lose_or_duplicate() {
     let inv = scan(&out).unwrap();
     assert_exactly_once(&inv, n, corrupt_every);
     assert_eq!(inv.temporaries, 0);
+    assert_eq!(findings(&out), reference_findings);
     let store = StateStore::open(&wecom_archive::sink::layout::state_path(&out)).unwrap();
     assert_eq!(store.checkpoint("wwcrash").unwrap(), Some(n));
     assert!(store.pending_commits("wwcrash").unwrap().is_empty());
@@ -343,7 +404,9 @@ fn journaled_commit_is_rolled_forward() {
         std::fs::copy(&part.path, at).unwrap();
         renames.push(wecom_archive::state::Rename { tmp, dest });
     }
-    store.journal_commit("wwjournal", 400, &renames).unwrap();
+    store
+        .journal_commit("wwjournal", 400, &renames, &Default::default())
+        .unwrap();
     // A stray temporary of a commit that was never journaled: must be deleted, not published.
     let stray = main
         .path()

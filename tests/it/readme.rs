@@ -1,4 +1,5 @@
-//! The README stays true: its first two commands, and the Parquet schema table.
+//! The README stays true: its first two commands, and the tables of the columns of `messages` and
+//! `findings`.
 
 use wecom_archive::model::schema::COLUMNS_DOC;
 
@@ -22,7 +23,8 @@ fn starts_with_the_two_commands() {
 #[test]
 fn documents_every_column_with_its_type() {
     let text = readme();
-    for (name, ty, _) in COLUMNS_DOC {
+    let findings = wecom_archive::compliance::findings::COLUMNS_DOC;
+    for (name, ty, _) in COLUMNS_DOC.iter().chain(findings) {
         let row = format!("| `{name}` | {ty} |");
         assert!(
             text.contains(&row),
