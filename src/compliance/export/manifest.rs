@@ -2,13 +2,14 @@
 //! it; and [`HashedFile`], the temporary every exported file is written through, hashed as it
 //! is written and renamed to its final name only once complete.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::{io, ExportError, ExportedConversation, Query, MANIFEST_FILE};
-use crate::sink::atomic::{self, AtomicFile};
+use crate::sink::atomic;
 
 /// The manifest's own format version (bumped if a field changes meaning; fields are only added).
 pub const MANIFEST_VERSION: u32 = 1;
@@ -100,20 +101,33 @@ impl<'a> Manifest<'a> {
     }
 }
 
+/// Write buffer per file: a round of the export holds up to
+/// [`super::MAX_OPEN_TRANSCRIPTS`] of them.
+const BUFFER_BYTES: usize = 64 << 10;
+
 /// A file of the export being written: a hidden temporary in its final folder, hashed as it is
 /// written; [`HashedFile::publish`] gives it its final name (never replacing a file).
 pub struct HashedFile {
-    file: AtomicFile,
+    writer: BufWriter<File>,
+    tmp: PathBuf,
     digest: aws_lc_rs::digest::Context,
     dir: PathBuf,
 }
 
 impl HashedFile {
-    /// A new temporary in `dir` (`.export-<token>.<ext>.tmp`).
+    /// A new temporary in `dir` (`.export-<token>.<ext>.tmp`: hidden, named like the sink's
+    /// temporaries).
     pub fn create(dir: &Path, ext: &str) -> Result<Self, ExportError> {
-        let file = AtomicFile::create(dir, "export", ext).map_err(io(dir))?;
+        let token = format!("{:x}{:08x}", std::process::id(), rand::random::<u32>());
+        let tmp = dir.join(format!(".export-{token}.{ext}.tmp"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         Ok(HashedFile {
-            file,
+            writer: BufWriter::with_capacity(BUFFER_BYTES, file),
+            tmp,
             digest: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
             dir: dir.to_owned(),
         })
@@ -128,21 +142,26 @@ impl HashedFile {
     pub fn publish(self, name: &str) -> Result<String, ExportError> {
         let sha = hex(self.digest.finish().as_ref());
         let dest = self.dir.join(name);
-        let prepared = self.file.prepare(name).map_err(io(&dest))?;
-        atomic::publish(&prepared.tmp, &prepared.dest).map_err(io(&dest))?;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| io(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(io(&self.tmp))?;
+        drop(file);
+        atomic::publish(&self.tmp, &dest).map_err(io(&dest))?;
         Ok(sha)
     }
 }
 
 impl Write for HashedFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.writer().write(buf)?;
+        let n = self.writer.write(buf)?;
         self.digest.update(&buf[..n]);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.writer().flush()
+        self.writer.flush()
     }
 }
 

@@ -17,7 +17,8 @@
 //! one batch per open file (files are opened when the merge reaches their lowest seq, so the
 //! consecutive seq ranges that pulls write are read one at a time), and what is kept across
 //! passes grows with conversations, participants, recalled messages and media files only. A user
-//! with many conversations is exported in rounds of [`MAX_OPEN_TRANSCRIPTS`] open transcripts.
+//! with many conversations is exported in rounds of [`MAX_OPEN_TRANSCRIPTS`] open transcripts,
+//! each round reading only the files that hold its conversations.
 //!
 //! A row's conversation is `model::conversation::conversation_id` of its parsed `raw_json`; a
 //! `conversation_id` column, in files that have one, only lets rows of other conversations be
@@ -50,8 +51,9 @@ use manifest::{HashedFile, Manifest, ManifestFile};
 const READ_BATCH_ROWS: usize = 1024;
 
 /// Transcripts written at the same time; a `--user` with more conversations is exported in
-/// several merge rounds (one open file each, well below the usual limit of 1024 descriptors).
-pub const MAX_OPEN_TRANSCRIPTS: usize = 128;
+/// several merge rounds (one open file and a 64 KiB buffer each, well below the usual limit of
+/// 1024 descriptors).
+pub const MAX_OPEN_TRANSCRIPTS: usize = 256;
 
 /// The folder of copied media inside an export.
 pub const MEDIA_DIR: &str = "media";
@@ -339,6 +341,8 @@ pub struct Conversation {
     pub last_ms: Option<i64>,
     /// Its messages.
     pub messages: u64,
+    /// Its lowest seq.
+    pub first_seq: i64,
 }
 
 /// A media file a message links to.
@@ -497,19 +501,23 @@ pub fn export(query: &Query, target: &ExportTarget) -> Result<ExportReport, Expo
                 path: f.clone(),
                 first: i64::MAX,
                 sorted: true,
-                matches: 0,
+                conversations: HashSet::new(),
             };
             let mut last = i64::MIN;
             scan_file(f, Some(&wanted), &mut |seq, id, msg| {
                 part.first = part.first.min(seq);
                 part.sorted &= seq >= last;
                 last = seq;
-                part.matches += 1;
+                if !part.conversations.contains(id) {
+                    part.conversations.insert(id.to_owned());
+                }
                 let c = convs.entry(id.to_owned()).or_insert_with(|| Conversation {
                     id: id.to_owned(),
                     chat_type: conversation::chat_type(msg),
+                    first_seq: seq,
                     ..Conversation::default()
                 });
+                c.first_seq = c.first_seq.min(seq);
                 c.messages += 1;
                 c.participants.extend(msg.from.iter().cloned());
                 c.participants
@@ -524,7 +532,7 @@ pub fn export(query: &Query, target: &ExportTarget) -> Result<ExportReport, Expo
                     }
                 }
             })?;
-            if part.matches > 0 {
+            if !part.conversations.is_empty() {
                 parts.push(part);
             }
         }
@@ -546,11 +554,18 @@ pub fn export(query: &Query, target: &ExportTarget) -> Result<ExportReport, Expo
     let mut exported = Vec::new();
     let mut total = 0u64;
 
-    // Pass 3, in rounds of at most MAX_OPEN_TRANSCRIPTS conversations.
-    let ids: Vec<&String> = convs.keys().collect();
+    // Pass 3, in rounds of at most MAX_OPEN_TRANSCRIPTS conversations. A round reads only the
+    // files that hold its conversations; conversations are taken in the order they start, so
+    // the many short ones of a busy user fall into rounds that need few files.
+    let mut ids: Vec<&String> = convs.keys().collect();
+    ids.sort_by_key(|id| (convs[id.as_str()].first_seq, *id));
     for round in ids.chunks(MAX_OPEN_TRANSCRIPTS) {
         let mut open: HashMap<&str, (Box<dyn Transcript>, HashedFile)> = HashMap::new();
         let round_set: HashSet<String> = round.iter().map(|s| (*s).clone()).collect();
+        let round_parts: Vec<&Part> = parts
+            .iter()
+            .filter(|p| p.conversations.iter().any(|c| round_set.contains(c)))
+            .collect();
         for id in round {
             let c = &convs[id.as_str()];
             let mut file = HashedFile::create(&target.to_dir, query.format.ext())?;
@@ -558,7 +573,7 @@ pub fn export(query: &Query, target: &ExportTarget) -> Result<ExportReport, Expo
             t.head(&mut file, &ctx, c).map_err(io(file.tmp_path()))?;
             open.insert(id.as_str(), (t, file));
         }
-        merge(&parts, &round_set, &mut |seq, id, msg, raw| {
+        merge(&round_parts, &round_set, &mut |seq, id, msg, raw| {
             let linked = media.link(&mut store, msg, &mut manifest_files)?;
             let (t, file) = open
                 .get_mut(id)
@@ -727,7 +742,8 @@ struct Part {
     first: i64,
     /// Its matching rows are in seq order (every file this tool writes).
     sorted: bool,
-    matches: u64,
+    /// The exported conversations it holds rows of.
+    conversations: HashSet<String>,
 }
 
 /// A Parquet file read batch by batch: `seq`, `raw_json` and, when the file has it,
@@ -952,7 +968,7 @@ type OnRow<'f> = dyn FnMut(i64, &str, &ChatMessage, &str) -> Result<(), ExportEr
 
 /// Calls `f(seq, conversation, message, raw_json)` for every row of `parts` whose conversation
 /// is in `wanted`, in seq order (ties in file order).
-fn merge(parts: &[Part], wanted: &HashSet<String>, f: &mut OnRow<'_>) -> Result<(), ExportError> {
+fn merge(parts: &[&Part], wanted: &HashSet<String>, f: &mut OnRow<'_>) -> Result<(), ExportError> {
     // Files are opened when the merge reaches their lowest seq and dropped when read.
     let mut unopened: Vec<usize> = (0..parts.len()).collect();
     unopened.sort_by_key(|&i| Reverse((parts[i].first, i)));
@@ -967,7 +983,7 @@ fn merge(parts: &[Part], wanted: &HashSet<String>, f: &mut OnRow<'_>) -> Result<
                 break;
             }
             unopened.pop();
-            let s = Stream::open(&parts[next], wanted)?;
+            let s = Stream::open(parts[next], wanted)?;
             if let Some(h) = &s.head {
                 heap.push(Reverse((h.seq, next)));
                 streams[next] = Some(s);
