@@ -13,6 +13,7 @@ mod compact;
 mod completions;
 mod decrypt;
 mod demo;
+mod export;
 mod inspect;
 mod man;
 mod media;
@@ -90,6 +91,14 @@ enum Command {
   wecom-archive compact --config wecom-archive.toml
   wecom-archive compact --out wecom-archive-demo --before 2026-11-25 --target-file-mb 64 --json")]
     Compact(compact::Args),
+    /// Export conversations as transcripts (HTML, CSV, JSON Lines) with a hash manifest and an
+    /// audit entry.
+    #[command(after_help = "Examples:
+  wecom-archive export --out wecom-archive-demo --corp wwdemo0000000001 \\
+    --conversation single:lisi:zhangsan --format html --to-dir /tmp/case-42
+  wecom-archive export --config wecom-archive.toml --corp ww0123456789abcdef --user zhangsan \\
+    --from 2026-11-01 --to 2026-11-30 --format csv --to-dir /tmp/case-43 --json")]
+    Export(export::Args),
     /// Apply the rules to what is already archived, writing findings under the rule set's
     /// version; files already screened by that version are skipped.
     #[command(after_help = "Examples:
@@ -177,6 +186,7 @@ impl Command {
             Command::Bench(_)
             | Command::Media(_)
             | Command::Compact(_)
+            | Command::Export(_)
             | Command::Scan(_)
             | Command::Inspect(_)
             | Command::Migrate(_)
@@ -199,6 +209,7 @@ fn parse() -> Cli {
         Command::RetryDeadLetters(args) => Some((&mut args.config, "retry-dead-letters")),
         Command::Migrate(args) => Some((&mut args.config, "migrate")),
         Command::Compact(args) => Some((&mut args.config, "compact")),
+        Command::Export(args) => Some((&mut args.config, "export")),
         Command::Scan(args) => Some((&mut args.config, "scan")),
         _ => None,
     };
@@ -243,6 +254,7 @@ pub fn main() -> ExitCode {
         Command::Media(args) => media::run(args),
         Command::RetryDeadLetters(args) => retry::run(args),
         Command::Compact(args) => compact::run(args),
+        Command::Export(args) => export::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Migrate(args) => migrate::run(args),

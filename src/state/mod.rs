@@ -1,10 +1,11 @@
 //! Where we are: the embedded state database (SQLite, bundled). Only this module knows SQL.
 //!
-//! One [`StateStore`] (one connection) keeps six areas, each in its own file with its tables:
+//! One [`StateStore`] (one connection) keeps seven areas, each in its own file with its tables:
 //! - `commits`: per-corp checkpoints and the commit journal (see "Exactly once" below);
 //! - `runs`: the history of pipeline runs;
 //! - `screened`: which message files each rule-set version has screened (for `scan`);
 //! - `media`: media references and each file's download progress;
+//! - `exports`: the audit log of evidence exports;
 //! - `wecom`: the WeCom-facing side: suite tickets, authorized corps and their permanent codes,
 //!   callback dedupe keys, access tokens and small named values;
 //! - `alerts`: the alert outbox and each alert's delivery to each webhook.
@@ -28,6 +29,7 @@
 
 mod alerts;
 mod commits;
+mod exports;
 mod media;
 mod runs;
 mod screened;
@@ -42,6 +44,7 @@ use rusqlite::Connection;
 // Called inside the transaction that journals a pipeline commit (the findings of that commit).
 pub use alerts::{AlertRetry, ClaimedAlert, NewAlert, StoredAlert, WebhookOutbox};
 pub use commits::{JournalExtras, PendingCommit, Rename};
+pub use exports::ExportAudit;
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
 pub use runs::RunRecord;
 pub use screened::Screened;
@@ -78,13 +81,14 @@ impl std::fmt::Debug for StateStore {
 
 /// Each area's tables, created in this order when missing. `IF NOT EXISTS` leaves an existing
 /// database untouched, so the table and column names are the on-disk format: never rename them.
-const SCHEMA: [&str; 6] = [
+const SCHEMA: [&str; 7] = [
     commits::SCHEMA,
     runs::SCHEMA,
     media::SCHEMA,
     wecom::SCHEMA,
     screened::SCHEMA,
     alerts::SCHEMA,
+    exports::SCHEMA,
 ];
 
 /// SQLite stores INTEGER as i64; seqs are u64 but stay far below 2^63 in practice. The cast is
@@ -352,6 +356,8 @@ mod tests {
                 "callback_seen(key,expires_at)",
                 "checkpoint(corp_id,last_seq,updated_at)",
                 "commit_journal(id,corp_id,last_seq,renames)",
+                "export_audit(id,time,corp_id,query,format,export_dir,messages,manifest_sha256,\
+                 tool_version,os_user)",
                 "findings_screened(corp_id,rule_set_version,file)",
                 "kv(key,value,updated_at)",
                 "media_file(corp_id,sdkfileid,kind,ext,md5sum,size_hint,status,bytes_done,indexbuf,\

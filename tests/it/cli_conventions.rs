@@ -43,6 +43,9 @@ const CONFIG_COMMANDS: &[&[&str]] = &[
     &["retry-dead-letters", "--corp", "wwcorp"],
     &["compact"],
     &["scan"],
+    &[
+        "export", "--corp", "wwcorp", "--user", "u", "--format", "html", "--to-dir", "x",
+    ],
     &["alerts"],
 ];
 

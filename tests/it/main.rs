@@ -13,6 +13,7 @@ mod cli_retry;
 mod compact;
 mod compliance;
 mod decryptdata_vectors;
+mod export;
 mod media_download;
 mod migrate;
 mod migrate_schema;
