@@ -13,7 +13,7 @@ use wecom_archive::compliance::alerts::{self, DeliveryReport, Dispatcher};
 use wecom_archive::config::{AlertsSection, Config, ConfigError};
 use wecom_archive::state::{SharedState, StateStore, WebhookOutbox};
 
-use super::output::print_json;
+use super::output::{print_json, PullAlertsSummary};
 
 /// Arguments of `wecom-archive alerts`.
 #[derive(Debug, clap::Args)]
@@ -201,19 +201,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the delivery after a pull did, for `pull --json`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PullAlertsSummary {
-    /// Alerts the receivers accepted during this pass.
-    pub delivered: u64,
-    /// Deliveries still pending afterwards (kept for the next run).
-    pub pending: u64,
-    /// Deliveries that used up their attempts (over all time).
-    pub failed: u64,
-    /// Why the pass could not run (`null`: it ran).
-    pub error: Option<String>,
 }
 
 /// `pull`'s alert delivery: one dispatcher for the whole command (its rate limit spans rounds).

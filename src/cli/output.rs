@@ -241,7 +241,7 @@ pub struct PullSummary {
     pub failed: Vec<String>,
     /// With `[alerts]` webhooks: the alert delivery after the pull.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<super::alerts::PullAlertsSummary>,
+    pub alerts: Option<PullAlertsSummary>,
 }
 
 /// Rows of one `corp_id=…/date=…` partition (both empty for a flat `decrypt` output).
@@ -478,4 +478,17 @@ pub struct BenchSummary {
     pub ratio_all_cores_to_unwrap_per_core: f64,
     /// Peak resident set, in MiB (`null` where /proc does not tell).
     pub peak_rss_mib: Option<f64>,
+}
+
+/// What the delivery after a pull did, for `pull --json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PullAlertsSummary {
+    /// Alerts the receivers accepted during this pass.
+    pub delivered: u64,
+    /// Deliveries still pending afterwards (kept for the next run).
+    pub pending: u64,
+    /// Deliveries that used up their attempts (over all time).
+    pub failed: u64,
+    /// Why the pass could not run (`null`: it ran).
+    pub error: Option<String>,
 }

@@ -42,6 +42,7 @@ const CONFIG_COMMANDS: &[&[&str]] = &[
     &["check-agree", "--room", "wrRoom01"],
     &["retry-dead-letters", "--corp", "wwcorp"],
     &["compact"],
+    &["scan"],
     &[
         "export", "--corp", "wwcorp", "--user", "u", "--format", "html", "--to-dir", "x",
     ],
