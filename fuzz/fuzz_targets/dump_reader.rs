@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
                 // RSA is slow: decode a couple of records per input.
                 if decode && decoded < 2 {
                     decoded += 1;
-                    match transform::decode(&KEYRING, &rec) {
+                    match transform::decode(&KEYRING, None, &rec) {
                         Ok(d) => builder.append(d.seq, d.publickey_ver, &d.plaintext, &d.message),
                         Err(e) => {
                             let _ = (e.to_string(), e.kind.name());
