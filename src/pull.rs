@@ -190,17 +190,23 @@ pub fn pull_corp(
     observer: &Observer<'_>,
 ) -> PullReport {
     let corp_id = corp.corp_id.as_str();
-    if let Err(e) = crate::migrate::refuse_legacy(&config.out_dir()) {
+    let files = config.format == crate::sink::Format::Parquet;
+    if let (true, Err(e)) = (files, crate::migrate::refuse_legacy(&config.out_dir())) {
         return PullReport::failed(corp_id, &e);
     }
     let mut store = match StateStore::open(&config.state_path()) {
         Ok(s) => s,
         Err(e) => return PullReport::failed(corp_id, &e),
     };
+    let delta = match config.delta_target() {
+        Ok(d) => d,
+        Err(e) => return PullReport::failed(corp_id, &e),
+    };
     let target = Target {
         out: &config.out_dir(),
         corp_id,
         tz: config.tz(),
+        delta,
     };
     let run_options = RunOptions {
         commit_every: options.commit_every.max(1),
@@ -224,13 +230,15 @@ pub fn pull_corp(
             report
         }
     };
-    if let (Some(media_options), true) = (&options.media, report.caught_up()) {
+    // Media and compaction after a pull work on Parquet files; Delta tables are optimized with
+    // `compact` (OPTIMIZE) on their own.
+    if let (Some(media_options), true, true) = (&options.media, report.caught_up(), files) {
         report.media = Some(
             download_media(config, corp, media_options, stop, observer.media_bytes)
                 .map_err(|e| e.to_string()),
         );
     }
-    if let (Some(compact_options), true) = (&options.compact, report.caught_up()) {
+    if let (Some(compact_options), true, true) = (&options.compact, report.caught_up(), files) {
         report.compaction = Some(compact_closed_days(config, corp_id, compact_options));
     }
     report
@@ -278,6 +286,9 @@ pub struct Target<'a> {
     pub corp_id: &'a str,
     /// Time zone of the `date=` partition.
     pub tz: jiff::tz::TimeZone,
+    /// Delta tables instead of Parquet files (`out` is then unused, and the checkpoint is the
+    /// corp's transaction version in the tables).
+    pub delta: Option<std::sync::Arc<crate::sink::delta::DeltaTarget>>,
 }
 
 /// Runs the pipeline from `source` into `target`, checkpointed in `store`, and records the run
@@ -302,7 +313,12 @@ pub fn pull_source(
     let result = (|| -> Result<RunStats, PullError> {
         // Held for the whole run: recovery deletes unjournaled temporaries, which would be a
         // running compaction's.
-        let _lock = CorpLock::acquire(target.out, corp_id)?;
+        // Delta tables need no lock: their commits are transactions, and a second writer of the
+        // corp loses its commit rather than duplicating a row.
+        let _lock = match target.delta {
+            None => Some(CorpLock::acquire(target.out, corp_id)?),
+            Some(_) => None,
+        };
         report.from_seq = store.checkpoint(corp_id)?.unwrap_or(0);
         let output = Output {
             dir: target.out,
@@ -311,6 +327,7 @@ pub fn pull_source(
                 tz: target.tz.clone(),
             },
             state: Some(&mut *store),
+            delta: target.delta.clone(),
         };
         Ok(pipeline::run(
             source, keyring, output, options, stop, progress,
@@ -318,6 +335,16 @@ pub fn pull_source(
     })();
     report.to_seq = store.checkpoint(corp_id).ok().flatten().unwrap_or(0);
     match result {
+        Ok(stats) if target.delta.is_some() => {
+            report.from_seq = stats.resumed_from.unwrap_or(0);
+            report.to_seq = stats.checkpoint.unwrap_or(0);
+            report.stats = stats;
+            report.outcome = if stop.load(Ordering::SeqCst) {
+                Outcome::Interrupted
+            } else {
+                Outcome::Ok
+            };
+        }
         Ok(stats) => {
             report.stats = stats;
             report.outcome = if stop.load(Ordering::SeqCst) {

@@ -49,6 +49,10 @@ pub struct Args {
     /// Screen every message with these rules in the pipeline runs (to measure their cost).
     #[command(flatten)]
     rules: super::args::RulesArg,
+
+    /// The pipeline runs' output: Parquet files, or Delta tables on the local disk.
+    #[arg(long, value_enum, default_value_t = wecom_archive::sink::Format::Parquet)]
+    format: wecom_archive::sink::Format,
 }
 
 /// Runs the subcommand.
@@ -109,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // One core for everything: the fetch, decrypt and writer threads all inherit this
             // thread's affinity, so "per core" includes every stage's cost.
             let all_cpus = pin_to_one_cpu();
-            let s = pipeline_run(&keyring, rules.clone(), args.messages, 1);
+            let s = pipeline_run(&keyring, rules.clone(), args.messages, 1, args.format);
             if let Some(set) = all_cpus {
                 restore_affinity(&set);
             }
@@ -118,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             one_core = Some(s.msgs_per_sec());
             single = better(single, s);
         }
-        let s = pipeline_run(&keyring, rules.clone(), args.messages, cores)?;
+        let s = pipeline_run(&keyring, rules.clone(), args.messages, cores, args.format)?;
         line += &format!(", pipeline {cores} cores {:.0} msgs/s", s.msgs_per_sec());
         rounds.push(BenchRound {
             round,
@@ -132,6 +136,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let all = all.expect("at least one round");
     let summary = BenchSummary {
         backend: keyring.backend().name().to_owned(),
+        format: match args.format {
+            wecom_archive::sink::Format::Parquet => "parquet",
+            wecom_archive::sink::Format::Delta => "delta",
+        },
         rules: rules.as_ref().map(|r| BenchRules {
             rules: r.rules().len(),
             keywords: r.rules().iter().map(|r| r.keywords.len()).sum(),
@@ -162,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_text(s: &BenchSummary) {
     let cores = s.cores;
+    let delta_note = if s.format == "delta" { " (Delta tables)" } else { "" };
     if let Some(r) = &s.rules {
         println!(
             "rules: {} rules, {} keywords, {} regexes (version {}…), {} findings",
@@ -178,13 +187,13 @@ fn print_text(s: &BenchSummary) {
     );
     if let Some(r) = &s.pipeline_one_core {
         println!(
-            "pipeline, 1 core (all stages pinned to one CPU), best: {:.0} msgs/s ({} msgs, {:.2} s)",
-            r.msgs_per_sec, r.messages, r.elapsed_secs
+            "pipeline{}, 1 core (all stages pinned to one CPU), best: {:.0} msgs/s ({} msgs, {:.2} s)",
+            delta_note, r.msgs_per_sec, r.messages, r.elapsed_secs
         );
     }
     let r = &s.pipeline_all_cores;
     println!(
-        "pipeline, {cores} cores, best: {:.0} msgs/s ({} msgs, {:.2} s, {:.1} MiB encrypted in)",
+        "pipeline{delta_note}, {cores} cores, best: {:.0} msgs/s ({} msgs, {:.2} s, {:.1} MiB encrypted in)",
         r.msgs_per_sec, r.messages, r.elapsed_secs, r.input_mib
     );
     if let Some(ratio) = s.ratio_one_core_to_unwrap {
@@ -207,6 +216,7 @@ fn pipeline_run(
     rules: Option<std::sync::Arc<wecom_archive::compliance::rules::RuleSet>>,
     messages: u64,
     threads: usize,
+    format: wecom_archive::sink::Format,
 ) -> anyhow::Result<RunStats> {
     let dir = std::env::temp_dir().join(format!("wecom-archive-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -219,6 +229,12 @@ fn pipeline_run(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
+    let delta = match format {
+        wecom_archive::sink::Format::Delta => Some(std::sync::Arc::new(
+            wecom_archive::sink::delta::DeltaTarget::open(&dir.to_string_lossy())?,
+        )),
+        wecom_archive::sink::Format::Parquet => None,
+    };
     let options = RunOptions {
         progress_every: Duration::from_secs(3600),
         rules,
@@ -235,6 +251,7 @@ fn pipeline_run(
                     tz: jiff::tz::TimeZone::get("Asia/Shanghai").expect("bundled tz"),
                 },
                 state: Some(&mut store),
+                delta,
             },
             &options,
             &AtomicBool::new(false),

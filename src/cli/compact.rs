@@ -20,8 +20,8 @@ pub struct Args {
     pub(super) config: super::args::OptionalConfigArg,
 
     /// Output root (of `demo`, `pull` or `serve`), instead of --config; its state database is
-    /// created if missing.
-    #[arg(long, value_name = "DIR")]
+    /// created if missing. Delta tables (a folder holding them, file:// or s3://) are optimized.
+    #[arg(long, value_name = "DIR|URL")]
     out: Option<PathBuf>,
 
     #[command(flatten)]
@@ -58,6 +58,9 @@ struct CompactSummary {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(root) = delta_root(&args)? {
+        return optimize(&args, &root);
+    }
     let (out, state_path, target_mb) = match (&args.config.path, &args.out) {
         (Some(path), _) => {
             let config = Config::load(path)?;
@@ -154,4 +157,71 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The root of Delta tables when the output holds them: `format = "delta"` in the config, a URL,
+/// or a folder whose `messages` table has a Delta log.
+fn delta_root(args: &Args) -> anyhow::Result<Option<String>> {
+    let root = match (&args.config.path, &args.out) {
+        (Some(path), _) => {
+            let config = Config::load(path)?;
+            if config.format != wecom_archive::sink::Format::Delta {
+                return Ok(None);
+            }
+            config.out_dir()
+        }
+        (None, Some(out)) => out.clone(),
+        (None, None) => return Ok(None),
+    };
+    let s = root.to_string_lossy().into_owned();
+    let delta = wecom_archive::sink::delta::is_url(&s)
+        || layout::messages_root(&root).join("_delta_log").is_dir();
+    Ok(delta.then_some(s))
+}
+
+/// What `compact --json` prints for Delta tables.
+#[derive(Debug, Default, Serialize)]
+struct OptimizeSummary {
+    tables: Vec<wecom_archive::sink::delta::maintain::OptimizeReport>,
+}
+
+/// Delta OPTIMIZE: each table's small files bin-packed into files of about the target size, one
+/// commit per table with `dataChange = false`.
+fn optimize(args: &Args, root: &str) -> anyhow::Result<ExitCode> {
+    use wecom_archive::sink::delta::{maintain, read, DeltaTarget, TableKind};
+    if args.corp.is_some() || args.before.is_some() {
+        bail!("--corp and --before apply to Parquet files; OPTIMIZE of Delta tables covers every partition");
+    }
+    let target_mb = match &args.config.path {
+        Some(path) => Config::load(path)?.compaction.target_file_mb,
+        None => compact::DEFAULT_TARGET_FILE_MB,
+    };
+    let target_bytes = (args.target_file_mb.unwrap_or(target_mb).max(1) << 20) as i64;
+    let delta = DeltaTarget::open(root)?;
+    let props = wecom_archive::sink::parquet::ParquetOptions::default().writer_properties()?;
+    let mut summary = OptimizeSummary::default();
+    for kind in [TableKind::Messages, TableKind::DeadLetters, TableKind::Findings] {
+        if read::view(&delta, kind)?.version.is_none() {
+            continue;
+        }
+        let report = maintain::optimize(&delta, kind, target_bytes, &props)?;
+        if !args.json {
+            println!(
+                "{}: {} files -> {}, {} rows{}",
+                report.table,
+                report.files_removed,
+                report.files_added,
+                report.rows,
+                match report.version {
+                    Some(v) => format!(" (OPTIMIZE at version {v})"),
+                    None => " (nothing to merge)".to_owned(),
+                }
+            );
+        }
+        summary.tables.push(report);
+    }
+    if args.json {
+        print_json(&summary)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

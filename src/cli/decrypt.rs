@@ -30,9 +30,23 @@ pub struct Args {
     #[command(flatten)]
     keys: super::args::KeyArgs,
 
-    /// Output directory: rows go to `OUT/messages/`, dead letters to `OUT/dead_letters/`.
+    /// Output directory: rows go to `OUT/messages/`, dead letters to `OUT/dead_letters/`; with
+    /// `--format delta` also a `file://` or `s3://bucket/prefix` URL.
     #[arg(long, short)]
     out: PathBuf,
+
+    /// Table format: Parquet files, or Delta Lake tables partitioned by corp and date (needs
+    /// --corp-id; decrypting the same dump again then adds nothing).
+    #[arg(long, value_enum, default_value_t = wecom_archive::sink::Format::Parquet)]
+    format: wecom_archive::sink::Format,
+
+    /// The corp the dump belongs to (the Delta tables' partition and transaction id).
+    #[arg(long, value_parser = wecom_archive::sink::layout::parse_corp_id)]
+    corp_id: Option<String>,
+
+    /// Time zone of the date= partitions of Delta tables.
+    #[arg(long, default_value = "Asia/Shanghai")]
+    timezone: String,
 
     /// Exit with status 3 if any record was dead-lettered.
     #[arg(long)]
@@ -87,15 +101,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     )?;
     let damage = reader.damage_report();
-    wecom_archive::migrate::refuse_legacy(&args.out)?;
-    // decrypt keeps no commit journal: what a killed run left is garbage.
-    for dir in [
-        Layout::Flat.messages_dir(&args.out),
-        Layout::Flat.dead_letter_dir(&args.out),
-        Layout::Flat.findings_dir(&args.out),
-    ] {
-        wecom_archive::sink::atomic::remove_stale_temporaries(&dir);
-    }
+    let (layout, delta) = match (args.format, &args.corp_id) {
+        (wecom_archive::sink::Format::Delta, Some(corp)) => {
+            let tz = jiff::tz::TimeZone::get(&args.timezone)
+                .with_context(|| format!("time zone {:?}", args.timezone))?;
+            let target =
+                wecom_archive::sink::delta::DeltaTarget::open(&args.out.to_string_lossy())?;
+            let layout = Layout::Hive {
+                corp_id: corp.clone(),
+                tz,
+            };
+            (layout, Some(std::sync::Arc::new(target)))
+        }
+        (wecom_archive::sink::Format::Delta, None) => {
+            bail!("--format delta needs --corp-id: the tables are partitioned by corp")
+        }
+        (wecom_archive::sink::Format::Parquet, _) => {
+            wecom_archive::migrate::refuse_legacy(&args.out)?;
+            // decrypt keeps no commit journal: what a killed run left is garbage.
+            for dir in [
+                Layout::Flat.messages_dir(&args.out),
+                Layout::Flat.dead_letter_dir(&args.out),
+                Layout::Flat.findings_dir(&args.out),
+            ] {
+                wecom_archive::sink::atomic::remove_stale_temporaries(&dir);
+            }
+            (Layout::Flat, None)
+        }
+    };
     let mut source = DumpSource::new(reader, args.input.display().to_string());
     let mut options = RunOptions {
         chunk_records: args.chunk,
@@ -116,8 +149,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let progress = super::progress("decrypt", None);
     let output = Output {
         dir: &args.out,
-        layout: Layout::Flat,
+        layout,
         state: None,
+        delta,
     };
     let stats = pipeline::run(&mut source, &keyring, output, &options, stop.flag(), &|s| {
         if let Some(p) = &progress {

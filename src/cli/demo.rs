@@ -9,6 +9,8 @@ use wecom_archive::crypto::unwrap::Backend;
 use wecom_archive::pipeline::progress::summary;
 use wecom_archive::pipeline::RunOptions;
 use wecom_archive::pull::{self, Target};
+use wecom_archive::sink::delta::{self, DeltaTarget};
+use wecom_archive::sink::Format;
 use wecom_archive::source::sim::{demo_keyring, SimConfig, SimSource};
 use wecom_archive::state::StateStore;
 
@@ -21,9 +23,15 @@ pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
 
-    /// Output directory (Parquet under corp_id=…/date=…, dead letters, state.sqlite).
+    /// Output directory (Parquet under corp_id=…/date=…, dead letters, state.sqlite); with
+    /// `--format delta` also a `file://` or `s3://bucket/prefix` URL.
     #[arg(long, default_value = "wecom-archive-demo")]
     out: PathBuf,
+
+    /// Table format: Parquet files, or Delta Lake tables (see the README's "Delta Lake and
+    /// object storage").
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    format: Format,
 
     /// Simulator seed: the same seed gives the same archive.
     #[arg(long, default_value_t = 2026)]
@@ -69,14 +77,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = super::Stop::install();
     let tz = jiff::tz::TimeZone::get(&args.timezone)
         .with_context(|| format!("time zone {:?}", args.timezone))?;
+    let out_str = args.out.to_string_lossy().into_owned();
+    let remote = delta::is_url(&out_str);
+    if remote && args.format != Format::Delta {
+        anyhow::bail!("--out {out_str}: a URL needs --format delta (Parquet files go to a folder)");
+    }
+    if args.fresh && remote {
+        anyhow::bail!("--fresh deletes a folder; delete the tables under {out_str} yourself");
+    }
     if args.fresh && args.out.exists() {
         std::fs::remove_dir_all(&args.out)
             .with_context(|| format!("removing {}", args.out.display()))?;
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    wecom_archive::migrate::refuse_legacy(&args.out)?;
-    let mut store = StateStore::open(&wecom_archive::sink::layout::state_path(&args.out))?;
+    // Run history (and, for Parquet, the checkpoints) live in a local state store; an object
+    // store output keeps the run history in the system's temporary folder.
+    let state_path = if remote {
+        std::env::temp_dir()
+            .join("wecom-archive-demo-state")
+            .join(wecom_archive::sink::layout::STATE_FILE)
+    } else {
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        wecom_archive::sink::layout::state_path(&args.out)
+    };
+    if args.format == Format::Parquet {
+        wecom_archive::migrate::refuse_legacy(&args.out)?;
+    }
+    if let Some(dir) = state_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut store = StateStore::open(&state_path)?;
+    let delta = match args.format {
+        Format::Delta => Some(std::sync::Arc::new(DeltaTarget::open(&out_str)?)),
+        Format::Parquet => None,
+    };
     let keyring = demo_keyring(Backend::default())?;
     let mut source = SimSource::new(SimConfig {
         messages: args.messages,
@@ -84,7 +118,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         corrupt_every: args.corrupt_every,
         ..SimConfig::default()
     });
-    let before = store.checkpoint(&args.corp_id)?;
+    let before = match &delta {
+        Some(target) => delta::corp_checkpoint(target, &args.corp_id)?,
+        None => store.checkpoint(&args.corp_id)?,
+    };
     let options = RunOptions {
         commit_every: args.commit_every.max(1),
         page_size: args.page_size,
@@ -112,6 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out: &args.out,
             corp_id: &args.corp_id,
             tz,
+            delta: delta.clone(),
         },
         &mut source,
         &keyring,
@@ -150,6 +188,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "nothing new after checkpoint {}: the archive is already in {} (use --fresh to start over)",
             before.unwrap_or(0),
             args.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(target) = &delta {
+        println!(
+            "{} files added to the Delta tables messages, {} to dead_letters, under {}",
+            stats.files.len(),
+            stats.dead_letter_files.len(),
+            target.root()
+        );
+        println!(
+            "query: python3 -c \"import polars as pl; print(pl.read_delta('{}').group_by('msgtype').len().sort('len', descending=True))\"",
+            target.table_url("messages")
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod check_agree;
 mod compact;
+mod vacuum;
 mod completions;
 mod decrypt;
 mod demo;
@@ -91,6 +92,11 @@ enum Command {
   wecom-archive compact --config wecom-archive.toml
   wecom-archive compact --out wecom-archive-demo --before 2026-11-25 --target-file-mb 64 --json")]
     Compact(compact::Args),
+    /// Delete the files of Delta tables that no commit references any more.
+    #[command(after_help = "Examples:
+  wecom-archive vacuum --out wecom-archive-demo --retain-hours 24
+  wecom-archive vacuum --config wecom-archive.toml --json")]
+    Vacuum(vacuum::Args),
     /// Export conversations as transcripts (HTML, CSV, JSON Lines) with a hash manifest and an
     /// audit entry.
     #[command(after_help = "Examples:
@@ -186,6 +192,7 @@ impl Command {
             Command::Bench(_)
             | Command::Media(_)
             | Command::Compact(_)
+            | Command::Vacuum(_)
             | Command::Export(_)
             | Command::Scan(_)
             | Command::Inspect(_)
@@ -209,6 +216,7 @@ fn parse() -> Cli {
         Command::RetryDeadLetters(args) => Some((&mut args.config, "retry-dead-letters")),
         Command::Migrate(args) => Some((&mut args.config, "migrate")),
         Command::Compact(args) => Some((&mut args.config, "compact")),
+        Command::Vacuum(args) => Some((&mut args.config, "vacuum")),
         Command::Export(args) => Some((&mut args.config, "export")),
         Command::Scan(args) => Some((&mut args.config, "scan")),
         _ => None,
@@ -254,6 +262,7 @@ pub fn main() -> ExitCode {
         Command::Media(args) => media::run(args),
         Command::RetryDeadLetters(args) => retry::run(args),
         Command::Compact(args) => compact::run(args),
+        Command::Vacuum(args) => vacuum::run(args),
         Command::Export(args) => export::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Inspect(args) => inspect::run(args),

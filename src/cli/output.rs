@@ -454,6 +454,8 @@ impl BenchRun {
 pub struct BenchSummary {
     /// RSA backend.
     pub backend: String,
+    /// The pipeline runs' output format: `parquet` or `delta`.
+    pub format: &'static str,
     /// The rules of `--rules` (`null`: none).
     pub rules: Option<BenchRules>,
     /// Findings rows of the best all-core run.

@@ -118,6 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             dir: &out,
             layout,
             state: Some(&mut store),
+            delta: None,
         },
         &options,
         &AtomicBool::new(false),

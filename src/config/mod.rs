@@ -140,9 +140,13 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Parquet root.
+    /// Output root: a folder, or with `format = "delta"` also a `file://` or
+    /// `s3://bucket/prefix` URL.
     #[serde(default = "default_out")]
     pub out: PathBuf,
+    /// Table format: `parquet` (default) or `delta`.
+    #[serde(default)]
+    pub format: crate::sink::Format,
     /// State database; default `<out>/state.sqlite`.
     pub state: Option<PathBuf>,
     /// IANA time zone of the `date=` partition.
@@ -384,6 +388,21 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         self.check_alerts()?;
+        if self.out_is_url() {
+            if self.format != crate::sink::Format::Delta {
+                return Err(self.invalid(format!(
+                    "out = {:?} is a URL: object storage needs format = \"delta\"",
+                    self.out.display()
+                )));
+            }
+            if self.state.is_none() {
+                return Err(self.invalid(format!(
+                    "out = {:?} is a URL: set state = \"PATH\" to a local state database \
+                     (run history, tokens, alerts)",
+                    self.out.display()
+                )));
+            }
+        }
         jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
             self.invalid(format!(
                 "timezone {:?} is not an IANA time zone: {e}",
@@ -432,9 +451,31 @@ impl Config {
         }
     }
 
-    /// The Parquet root.
+    /// The Parquet root (a URL `out` is returned as it is).
     pub fn out_dir(&self) -> PathBuf {
+        if self.out_is_url() {
+            return self.out.clone();
+        }
         self.resolve(&self.out)
+    }
+
+    /// True when `out` is a `file://` or `s3://` URL.
+    pub fn out_is_url(&self) -> bool {
+        crate::sink::delta::is_url(&self.out.to_string_lossy())
+    }
+
+    /// The Delta target of `format = "delta"`; `None` for Parquet.
+    pub fn delta_target(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::sink::delta::DeltaTarget>>, crate::sink::delta::DeltaError>
+    {
+        match self.format {
+            crate::sink::Format::Parquet => Ok(None),
+            crate::sink::Format::Delta => crate::sink::delta::DeltaTarget::open(
+                &self.out_dir().to_string_lossy(),
+            )
+            .map(|t| Some(std::sync::Arc::new(t))),
+        }
     }
 
     /// The state database.

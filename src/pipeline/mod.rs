@@ -33,6 +33,7 @@ use crate::error::RecordError;
 use crate::model::record::EncryptedRecord;
 use crate::model::schema::ChatBatchBuilder;
 use crate::sink::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::sink::delta::{DeltaError, DeltaTables, DeltaTarget};
 use crate::sink::layout;
 use crate::sink::parquet::{CommittedPart, ParquetOptions, ParquetSink, SinkError};
 use crate::source::{Item, Rejected, Source, SourceError, MAX_PAGE};
@@ -192,6 +193,8 @@ pub struct RunStats {
     pub seq_range: Option<(u64, u64)>,
     /// The checkpoint after the last commit.
     pub checkpoint: Option<u64>,
+    /// The checkpoint the run started from.
+    pub resumed_from: Option<u64>,
     /// Commits made.
     pub commits: u64,
     /// Wall time so far.
@@ -234,6 +237,9 @@ pub enum RunError {
     /// Finishing a crashed run's commit failed.
     #[error(transparent)]
     Recover(#[from] crate::sink::recover::RecoverError),
+    /// The Delta output failed.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
     /// Publishing committed files failed.
     #[error("publishing {path}: {source}")]
     Publish {
@@ -250,8 +256,12 @@ pub struct Output<'a> {
     pub dir: &'a Path,
     /// The layout under it.
     pub layout: Layout,
-    /// The checkpoint store; `None` for one-shot runs without resume (`decrypt`).
+    /// The checkpoint store; `None` for one-shot runs without resume (`decrypt`). With
+    /// [`Output::delta`] the checkpoint is in the Delta log and the store keeps only alerts.
     pub state: Option<&'a mut StateStore>,
+    /// Write Delta tables under this target instead of Parquet files under `dir` (which is then
+    /// unused); needs a [`Layout::Hive`] (the corp is the tables' transaction id).
+    pub delta: Option<Arc<DeltaTarget>>,
 }
 
 enum Outcome {
@@ -293,13 +303,35 @@ pub fn run(
         dir,
         layout,
         mut state,
+        delta,
     } = output;
     let corp = match &layout {
         Layout::Hive { corp_id, .. } => corp_id.clone(),
         Layout::Flat => String::new(),
     };
     let mut from_seq = None;
-    if let Some(store) = state.as_deref_mut() {
+    let delta = match delta {
+        Some(target) => {
+            if corp.is_empty() {
+                return Err(DeltaError::Location {
+                    out: target.root().to_string(),
+                    why: "Delta tables need a corp id (their transaction id)".into(),
+                }
+                .into());
+            }
+            let props = options.parquet.writer_properties().map_err(|source| {
+                SinkError::Parquet {
+                    dir: dir.to_owned(),
+                    source,
+                }
+            })?;
+            let tables = DeltaTables::open(target, &corp, options.rules.is_some(), props)?;
+            from_seq = tables.checkpoint();
+            Some(tables)
+        }
+        None => None,
+    };
+    if let (Some(store), None) = (state.as_deref_mut(), &delta) {
         crate::sink::recover::recover(
             store,
             &corp,
@@ -316,14 +348,24 @@ pub fn run(
     } else {
         None
     };
-    let sink = ParquetSink::new(&layout::messages_root(dir), options.parquet.clone())?;
+    let files = delta.is_none();
+    let sink = match files {
+        true => Some(ParquetSink::new(
+            &layout::messages_root(dir),
+            options.parquet.clone(),
+        )?),
+        false => None,
+    };
     let findings = match &options.rules {
         Some(rules) => Some(FindingsSink {
-            sink: ParquetSink::with_schema(
-                &layout::findings_root(dir),
-                findings_schema(),
-                options.parquet.clone(),
-            )?,
+            sink: match files {
+                true => Some(ParquetSink::with_schema(
+                    &layout::findings_root(dir),
+                    findings_schema(),
+                    options.parquet.clone(),
+                )?),
+                false => None,
+            },
             rules: rules.clone(),
             builders: BTreeMap::new(),
             messages_root: layout.messages_dir(dir),
@@ -339,6 +381,7 @@ pub fn run(
         sink,
         findings,
         dead,
+        delta,
         layout,
         state,
         corp,
@@ -346,6 +389,7 @@ pub fn run(
         partitions: PartitionCache::default(),
         stats: RunStats {
             checkpoint: from_seq,
+            resumed_from: from_seq,
             ..RunStats::default()
         },
         since_commit: 0,
@@ -517,7 +561,8 @@ fn decrypt_chunk(keyring: &Keyring, rules: Option<&RuleSet>, items: Vec<Item>) -
 /// The findings table's side of the writer: rows of the rules that fired, in the partitions of
 /// their messages, committed with them.
 struct FindingsSink {
-    sink: ParquetSink,
+    /// The findings files (`None` with Delta output: the Delta tables take the rows).
+    sink: Option<ParquetSink>,
     rules: Arc<RuleSet>,
     /// One builder per partition, like the messages'.
     builders: BTreeMap<String, (FindingsBatchBuilder, u64, u64)>,
@@ -560,9 +605,12 @@ impl FindingsSink {
 }
 
 struct Writer<'a> {
-    sink: ParquetSink,
+    /// The message files (`None` with Delta output).
+    sink: Option<ParquetSink>,
     findings: Option<FindingsSink>,
     dead: DeadLetterSink,
+    /// The Delta tables, instead of the files.
+    delta: Option<DeltaTables>,
     layout: Layout,
     state: Option<&'a mut StateStore>,
     corp: String,
@@ -602,11 +650,13 @@ impl Writer<'_> {
             }
         }
         self.commit()?;
-        self.stats.files = self.sink.committed().to_vec();
-        if let Some(f) = &self.findings {
-            self.stats.findings_files = f.sink.committed().to_vec();
+        if let Some(sink) = &self.sink {
+            self.stats.files = sink.committed().to_vec();
+            if let Some(f) = self.findings.as_ref().and_then(|f| f.sink.as_ref()) {
+                self.stats.findings_files = f.committed().to_vec();
+            }
+            self.stats.dead_letter_files = self.dead.committed().to_vec();
         }
-        self.stats.dead_letter_files = self.dead.committed().to_vec();
         self.stats.elapsed = start.elapsed();
         progress(&self.stats);
         Ok(self.stats)
@@ -651,17 +701,11 @@ impl Writer<'_> {
                 }
                 Outcome::Failed(rec, err) => {
                     tracing::warn!(error = %err, "dead-lettered");
-                    self.dead
-                        .push(&DeadLetter::new(&err, Some(&rec), None))
-                        .map_err(RunError::DeadLetter)?;
-                    self.stats.dead_lettered += 1;
+                    self.dead_letter(&DeadLetter::new(&err, Some(&rec), None))?;
                 }
                 Outcome::Rejected(r) => {
                     tracing::warn!(error = %r.error, "dead-lettered");
-                    self.dead
-                        .push(&DeadLetter::new(&r.error, None, Some(&r.raw)))
-                        .map_err(RunError::DeadLetter)?;
-                    self.stats.dead_lettered += 1;
+                    self.dead_letter(&DeadLetter::new(&r.error, None, Some(&r.raw)))?;
                 }
             }
         }
@@ -671,7 +715,11 @@ impl Writer<'_> {
                 continue;
             }
             let batch = b.finish();
-            full |= self.sink.write_to(partition, &batch, *first, *last)?;
+            match (&mut self.sink, &mut self.delta) {
+                (Some(sink), _) => full |= sink.write_to(partition, &batch, *first, *last)?,
+                (None, Some(delta)) => delta.write_messages(partition, &batch)?,
+                (None, None) => unreachable!("a writer has files or Delta tables"),
+            }
             *first = u64::MAX;
             *last = 0;
         }
@@ -682,7 +730,13 @@ impl Writer<'_> {
                 }
                 let batch = b.finish();
                 // Findings are few: their files close at the messages' commits, never on size.
-                f.sink.write_to(partition, &batch, *first, *last)?;
+                match (&mut f.sink, &mut self.delta) {
+                    (Some(sink), _) => {
+                        sink.write_to(partition, &batch, *first, *last)?;
+                    }
+                    (None, Some(delta)) => delta.write_findings(partition, &batch)?,
+                    (None, None) => unreachable!("a writer has files or Delta tables"),
+                }
                 *first = u64::MAX;
                 *last = 0;
             }
@@ -700,11 +754,25 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Sends a record that could not become a row to the dead letters.
+    fn dead_letter(&mut self, d: &DeadLetter<'_>) -> Result<(), RunError> {
+        match &mut self.delta {
+            Some(delta) => delta.dead_letter(d),
+            None => self.dead.push(d).map_err(RunError::DeadLetter)?,
+        }
+        self.stats.dead_lettered += 1;
+        Ok(())
+    }
+
     /// Makes everything written so far durable, then moves the checkpoint.
     fn commit(&mut self) -> Result<(), RunError> {
-        let parts = self.sink.prepare()?;
-        let found = match &mut self.findings {
-            Some(f) => f.sink.prepare()?,
+        if self.delta.is_some() {
+            return self.commit_delta();
+        }
+        let sink = self.sink.as_mut().expect("files without Delta");
+        let parts = sink.prepare()?;
+        let found = match self.findings.as_mut().and_then(|f| f.sink.as_mut()) {
+            Some(f) => f.prepare()?,
             None => Vec::new(),
         };
         let dead = self.dead.prepare().map_err(RunError::DeadLetter)?;
@@ -781,14 +849,43 @@ impl Writer<'_> {
         for r in &retired {
             let _ = std::fs::remove_file(&r.dest);
         }
-        self.sink.mark_committed(parts.into_iter().map(|p| p.part));
+        if let Some(sink) = &mut self.sink {
+            sink.mark_committed(parts.into_iter().map(|p| p.part));
+        }
         self.stats.findings += found.iter().map(|p| p.part.rows).sum::<u64>();
-        if let Some(f) = &mut self.findings {
-            f.sink.mark_committed(found.into_iter().map(|p| p.part));
+        if let Some(f) = self.findings.as_mut().and_then(|f| f.sink.as_mut()) {
+            f.mark_committed(found.into_iter().map(|p| p.part));
         }
         if let Some(d) = dead {
             self.dead.mark_committed(d.dest);
         }
+        self.stats.commits += 1;
+        self.since_commit = 0;
+        Ok(())
+    }
+
+    /// The Delta commit: alerts stored first (each is unique per message, rule and rule-set
+    /// version, so storing one again after a crash adds nothing), then one Delta transaction per
+    /// table, the messages table's last: its version is the checkpoint.
+    fn commit_delta(&mut self) -> Result<(), RunError> {
+        if self.since_commit == 0 {
+            return Ok(());
+        }
+        if let (Some(store), Some(f)) = (self.state.as_deref_mut(), &mut self.findings) {
+            if !f.alerts.is_empty() {
+                store.enqueue_alerts(&std::mem::take(&mut f.alerts))?;
+            }
+        }
+        let seq = self.high_seq.or(self.stats.checkpoint).unwrap_or(0);
+        let delta = self.delta.as_mut().expect("checked by commit");
+        let committed = delta.commit(seq)?;
+        self.stats.checkpoint = delta.checkpoint();
+        self.stats.findings += committed.findings.iter().map(|p| p.rows).sum::<u64>();
+        self.stats.files.extend(committed.messages);
+        self.stats.findings_files.extend(committed.findings);
+        self.stats
+            .dead_letter_files
+            .extend(committed.dead_letters.into_iter().map(|p| p.path));
         self.stats.commits += 1;
         self.since_commit = 0;
         Ok(())

@@ -40,7 +40,7 @@ fn assert_exactly_once(inv: &Inventory, n: u64, corrupt_every: u64) {
 }
 
 /// Rules that fire on many of the simulator's texts, so kills land between findings too.
-const RULES: &str = r#"
+pub(crate) const RULES: &str = r#"
 [[rule]]
 id = "invoice"
 severity = "warn"
@@ -52,7 +52,7 @@ keywords = ["发货", "交付"]
 "#;
 
 /// `(seq, rule_id)` of every findings row under `out`; a row twice fails.
-fn findings(out: &Path) -> BTreeSet<(i64, String)> {
+pub(crate) fn findings(out: &Path) -> BTreeSet<(i64, String)> {
     use arrow_array::{Array, Int64Array, StringArray};
     let mut set = BTreeSet::new();
     let mut stack = vec![wecom_archive::sink::layout::findings_root(out)];
@@ -89,7 +89,7 @@ fn findings(out: &Path) -> BTreeSet<(i64, String)> {
     set
 }
 
-fn demo_cmd(out: &Path, n: u64, corrupt_every: u64) -> Command {
+pub(crate) fn demo_cmd(out: &Path, n: u64, corrupt_every: u64) -> Command {
     let rules = out.with_extension("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
     let mut c = Command::new(BIN);
@@ -136,54 +136,20 @@ fn random_kills_never_lose_or_duplicate() {
     let reference_findings = findings(&full);
     assert!(reference_findings.len() > 100);
 
-    // Kill runs at random points until one gets to finish on its own. Each killed run resumes
-    // from the last checkpoint, so the kills land all over the archive and all over the commit
-    // protocol (mid-write, between rename and checkpoint, during recovery).
-    //
-    // The kill points are fractions of a time scale, first the reference run's time. That run
-    // may have been slowed or sped up by other tests sharing the machine, so the scale adapts:
-    // when a run finishes after fewer than ten kills, the archive starts afresh with the scale
-    // halved; when twenty kills in a row commit nothing new, the scale grows by half.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC4A5);
-    let mut scale = full_run;
-    let mut killed = 0;
-    'attempts: for attempt in 0..6 {
-        killed = 0;
-        let (mut committed, mut stalled) = (0, 0);
-        for _ in 0..600 {
-            let mut child = demo_cmd(&out, n, corrupt_every).spawn().unwrap();
-            std::thread::sleep(scale.mul_f64(rng.gen_range(0.01..0.12)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-                killed += 1;
-            }
-            let status = child.wait().unwrap();
+    let killed = kill_until_done(
+        full_run,
+        &|| demo_cmd(&out, n, corrupt_every),
+        &|| {
             // Whatever was committed so far is exactly-once already (temporaries aside).
             let inv = scan(&out).unwrap();
             assert_eq!(inv.duplicate_seqs(), Vec::<u64>::new());
             // Findings of committed messages only, each once.
             let seqs: BTreeSet<i64> = inv.seqs.iter().map(|&s| s as i64).collect();
             assert!(findings(&out).iter().all(|(s, _)| seqs.contains(s)));
-            if status.success() {
-                eprintln!("attempt {attempt}: {killed} runs killed before one finished");
-                if killed >= 10 {
-                    break 'attempts;
-                }
-                std::fs::remove_dir_all(&out).unwrap();
-                scale /= 2;
-                continue 'attempts;
-            }
-            if seqs.len() > committed {
-                (committed, stalled) = (seqs.len(), 0);
-            } else {
-                stalled += 1;
-                if stalled == 20 {
-                    (scale, stalled) = (scale.mul_f64(1.5), 0);
-                }
-            }
-        }
-        panic!("no run finished in 600 tries (time scale {scale:?})");
-    }
+            inv.seqs.len()
+        },
+        &|| std::fs::remove_dir_all(&out).unwrap(),
+    );
     assert!(killed >= 10, "only {killed} runs were killed mid-way");
     // Finish the job.
     assert!(demo_cmd(&out, n, corrupt_every).status().unwrap().success());
@@ -194,6 +160,58 @@ fn random_kills_never_lose_or_duplicate() {
     let store = StateStore::open(&wecom_archive::sink::layout::state_path(&out)).unwrap();
     assert_eq!(store.checkpoint("wwcrash").unwrap(), Some(n));
     assert!(store.pending_commits("wwcrash").unwrap().is_empty());
+}
+
+/// Kills runs of `cmd` (SIGKILL) at random points until one gets to finish on its own, and
+/// returns how many were killed. Each killed run resumes from the last checkpoint, so the kills
+/// land all over the archive and all over the commit protocol (mid-write, between the data and
+/// the checkpoint, during recovery). `check` runs after every run and returns the rows
+/// committed so far.
+///
+/// The kill points are fractions of a time scale, first `full_run` (an uninterrupted run). That
+/// run may have been slowed or sped up by other tests sharing the machine, so the scale adapts:
+/// when a run finishes after fewer than ten kills, the output is `reset` and the archive starts
+/// afresh with the scale halved; when twenty kills in a row commit nothing new, the scale grows
+/// by half.
+pub(crate) fn kill_until_done(
+    full_run: std::time::Duration,
+    cmd: &dyn Fn() -> Command,
+    check: &dyn Fn() -> usize,
+    reset: &dyn Fn(),
+) -> usize {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC4A5);
+    let mut scale = full_run;
+    for attempt in 0..6 {
+        let (mut killed, mut committed, mut stalled) = (0, 0, 0);
+        for _ in 0..600 {
+            let mut child = cmd().spawn().unwrap();
+            std::thread::sleep(scale.mul_f64(rng.gen_range(0.01..0.12)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                killed += 1;
+            }
+            let status = child.wait().unwrap();
+            let rows = check();
+            if status.success() {
+                eprintln!("attempt {attempt}: {killed} runs killed before one finished");
+                if killed >= 10 {
+                    return killed;
+                }
+                reset();
+                scale /= 2;
+                break;
+            }
+            if rows > committed {
+                (committed, stalled) = (rows, 0);
+            } else {
+                stalled += 1;
+                if stalled == 20 {
+                    (scale, stalled) = (scale.mul_f64(1.5), 0);
+                }
+            }
+        }
+    }
+    panic!("no run finished after ten kills in six attempts (time scale {scale:?})");
 }
 
 /// A source that fails after a number of pages, like a network outage mid-pull.
@@ -250,6 +268,7 @@ fn source_failure_commits_what_was_fetched_and_resumes() {
             dir: dir.path(),
             layout: layout(),
             state: Some(&mut store),
+            delta: None,
         },
         &options,
         &AtomicBool::new(false),
@@ -269,6 +288,7 @@ fn source_failure_commits_what_was_fetched_and_resumes() {
             dir: dir.path(),
             layout: layout(),
             state: Some(&mut store),
+            delta: None,
         },
         &options,
         &AtomicBool::new(false),
@@ -292,6 +312,7 @@ fn source_failure_commits_what_was_fetched_and_resumes() {
             dir: dir.path(),
             layout: layout(),
             state: Some(&mut store),
+            delta: None,
         },
         &options,
         &AtomicBool::new(false),
@@ -355,6 +376,7 @@ fn stop_flag_ends_the_run_with_everything_committed() {
                 tz: jiff::tz::TimeZone::UTC,
             },
             state: Some(&mut store),
+            delta: None,
         },
         &options,
         &stop,
@@ -393,6 +415,7 @@ fn journaled_commit_is_rolled_forward() {
                 dir,
                 layout: tz(),
                 state: Some(store),
+                delta: None,
             },
             &options,
             &AtomicBool::new(false),

@@ -1,0 +1,283 @@
+//! Delta Lake output: every seq exactly once through the Delta log under random SIGKILLs, two
+//! writers on one table (different corps, and the same corp), OPTIMIZE and VACUUM while a pull
+//! writes, log checkpoints; on a local disk, and on a local S3-compatible server (moto).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{Array, Int64Array, StringArray};
+use wecom_archive::sink::delta::{read, DeltaTarget, TableKind};
+
+use crate::pipeline_resume::{kill_until_done, RULES};
+use crate::s3::S3Server;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
+
+/// `demo --format delta` of `n` messages for `corp` into `out`, every `corrupt_every`th record
+/// corrupted, committing every 120 records.
+fn demo(out: &str, corp: &str, n: u64, corrupt_every: u64, rules: &Path, env: &[(String, String)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["demo", "--format", "delta", "--out", out, "--corp-id", corp])
+        .args(["--messages", &n.to_string()])
+        .args(["--corrupt-every", &corrupt_every.to_string()])
+        .args(["--commit-every", "120", "--page-size", "50"])
+        .arg("--rules")
+        .arg(rules)
+        .env("WECOM_ARCHIVE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+/// What a reader of the tables' current versions sees.
+struct Seen {
+    /// corp → seqs of `messages` rows (a seq twice stays twice).
+    rows: BTreeMap<String, Vec<u64>>,
+    /// corp → seqs of `dead_letters` rows.
+    dead: BTreeMap<String, Vec<u64>>,
+    /// `(corp, seq, rule_id)` of `findings` rows.
+    findings: Vec<(String, i64, String)>,
+}
+
+fn seen(target: &DeltaTarget) -> Seen {
+    let by_corp = |kind| -> BTreeMap<String, Vec<u64>> {
+        read::seqs_by_corp(target, kind).unwrap().into_iter().collect()
+    };
+    let mut findings = Vec::new();
+    for (partition, b) in read::read_rows(target, TableKind::Findings).unwrap() {
+        let corp = partition["corp_id"].clone().unwrap();
+        let seq = b.column_by_name("seq").unwrap();
+        let seq = seq.as_any().downcast_ref::<Int64Array>().unwrap();
+        let rule = b.column_by_name("rule_id").unwrap();
+        let rule = rule.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            findings.push((corp.clone(), seq.value(i), rule.value(i).to_owned()));
+        }
+    }
+    Seen {
+        rows: by_corp(TableKind::Messages),
+        dead: by_corp(TableKind::DeadLetters),
+        findings,
+    }
+}
+
+impl Seen {
+    /// No seq twice in rows ∪ dead letters, no finding twice, findings only of rows; returns the
+    /// rows committed.
+    fn assert_no_duplicates(&self) -> usize {
+        let mut total = 0;
+        for (corp, rows) in &self.rows {
+            let mut all: Vec<u64> = rows.clone();
+            all.extend(self.dead.get(corp).into_iter().flatten());
+            let n = all.len();
+            let unique: BTreeSet<u64> = all.into_iter().collect();
+            assert_eq!(unique.len(), n, "corp {corp}: a seq is in the tables twice");
+            total += rows.len();
+        }
+        let unique: BTreeSet<_> = self.findings.iter().collect();
+        assert_eq!(unique.len(), self.findings.len(), "a finding twice");
+        for (corp, seq, rule) in &self.findings {
+            assert!(
+                self.rows.get(corp).is_some_and(|r| r.contains(&(*seq as u64))),
+                "finding {rule} of corp {corp} seq {seq} has no committed message"
+            );
+        }
+        total
+    }
+
+    /// Every seq `1..=n` of `corp` exactly once, the corrupted ones as dead letters.
+    fn assert_exactly_once(&self, corp: &str, n: u64, corrupt_every: u64) {
+        self.assert_no_duplicates();
+        let rows: BTreeSet<u64> = self.rows.get(corp).into_iter().flatten().copied().collect();
+        let dead: BTreeSet<u64> = self.dead.get(corp).into_iter().flatten().copied().collect();
+        let all: BTreeSet<u64> = rows.union(&dead).copied().collect();
+        let want: BTreeSet<u64> = (1..=n).collect();
+        assert_eq!(
+            all.len(),
+            want.len(),
+            "corp {corp}: seqs missing: {:?}",
+            want.difference(&all).take(10).collect::<Vec<_>>()
+        );
+        assert_eq!(all, want, "corp {corp}");
+        let corrupted: BTreeSet<u64> = (1..=n).filter(|s| s % corrupt_every == 0).collect();
+        assert_eq!(dead, corrupted, "corp {corp}: dead letters");
+    }
+}
+
+/// The target `out`, with the S3 server's settings given as options (the test process's
+/// environment is shared by tests running at once).
+fn target_for(out: &str, env: &[(String, String)]) -> DeltaTarget {
+    DeltaTarget::open_with(out, env).unwrap()
+}
+
+fn checkpoint(target: &DeltaTarget, corp: &str) -> Option<u64> {
+    wecom_archive::sink::delta::corp_checkpoint(target, corp).unwrap()
+}
+
+/// Random SIGKILLs until a run finishes, then every seq exactly once and the findings of an
+/// uninterrupted run, with the checkpoint read from the Delta log.
+fn kills_never_lose_or_duplicate(out: &str, reference: &str, env: &[(String, String)], rules: &Path) {
+    let (n, corrupt_every, corp) = (3000, 89, "wwdeltakill");
+    let t = Instant::now();
+    assert!(demo(reference, corp, n, corrupt_every, rules, env).status().unwrap().success());
+    let full_run = t.elapsed();
+    let reference_target = target_for(reference, env);
+    let reference_seen = seen(&reference_target);
+    reference_seen.assert_exactly_once(corp, n, corrupt_every);
+    assert!(reference_seen.findings.len() > 100);
+
+    let attempt = std::cell::Cell::new(0);
+    let root = || format!("{out}/attempt-{}", attempt.get());
+    let killed = kill_until_done(
+        full_run,
+        &|| demo(&root(), corp, n, corrupt_every, rules, env),
+        &|| seen(&target_for(&root(), env)).assert_no_duplicates(),
+        &|| attempt.set(attempt.get() + 1),
+    );
+    assert!(killed >= 10, "only {killed} runs were killed mid-way");
+    assert!(demo(&root(), corp, n, corrupt_every, rules, env).status().unwrap().success());
+    let target = target_for(&root(), env);
+    let s = seen(&target);
+    s.assert_exactly_once(corp, n, corrupt_every);
+    let findings: BTreeSet<_> = s.findings.into_iter().collect();
+    let want: BTreeSet<_> = reference_seen.findings.into_iter().collect();
+    assert_eq!(findings, want);
+    assert_eq!(checkpoint(&target, corp), Some(n));
+}
+
+fn rules_file(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("rules.toml");
+    std::fs::write(&p, RULES).unwrap();
+    p
+}
+
+#[test]
+fn random_kills_never_lose_or_duplicate_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    let out = dir.path().join("out");
+    let reference = dir.path().join("reference");
+    kills_never_lose_or_duplicate(
+        out.to_str().unwrap(),
+        reference.to_str().unwrap(),
+        &[],
+        &rules,
+    );
+}
+
+#[test]
+fn random_kills_never_lose_or_duplicate_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    kills_never_lose_or_duplicate(
+        &format!("s3://{}/kills", s3.bucket()),
+        &format!("s3://{}/reference", s3.bucket()),
+        &s3.env(),
+        &rules,
+    );
+}
+
+/// Two processes writing different corps into the same tables at once, committing every 120
+/// records: their commits race all the time, and delta-rs retries the loser on the next version.
+fn two_corps_at_once(out: &str, env: &[(String, String)], rules: &Path) {
+    let (n, corrupt_every) = (2500, 97);
+    let mut a = demo(out, "wwwriter0000000a", n, corrupt_every, rules, env)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut b = demo(out, "wwwriter0000000b", n, corrupt_every, rules, env)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (name, child) in [("a", &mut a), ("b", &mut b)] {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "writer {name}: {err}");
+    }
+    let target = target_for(out, env);
+    let s = seen(&target);
+    for corp in ["wwwriter0000000a", "wwwriter0000000b"] {
+        s.assert_exactly_once(corp, n, corrupt_every);
+        assert_eq!(checkpoint(&target, corp), Some(n));
+    }
+}
+
+#[test]
+fn two_writers_of_different_corps_commit_concurrently_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    two_corps_at_once(dir.path().join("out").to_str().unwrap(), &[], &rules);
+}
+
+#[test]
+fn two_writers_of_different_corps_commit_concurrently_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    two_corps_at_once(&format!("s3://{}/two", s3.bucket()), &s3.env(), &rules);
+}
+
+/// Two writers of the **same** corp: the second to commit a batch sees that the corp's
+/// transaction moved under it, and discards its batch; the tables never hold a seq twice, and
+/// a run afterwards fills what is left.
+fn same_corp_twice(out: &str, env: &[(String, String)]) {
+    use wecom_archive::sink::delta::DeltaTables;
+    let corp = "wwsamecorp000001";
+    let target = Arc::new(target_for(out, env));
+    let props = wecom_archive::sink::parquet::ParquetOptions::default()
+        .writer_properties()
+        .unwrap();
+    let batch = |from: u64, to: u64| {
+        use wecom_archive::source::Source;
+        let keyring = wecom_archive::source::sim::demo_keyring(Default::default()).unwrap();
+        let mut sim = wecom_archive::source::sim::SimSource::new(
+            wecom_archive::source::sim::SimConfig {
+                messages: to,
+                corrupt_every: 0,
+                ..Default::default()
+            },
+        );
+        let page = sim.fetch(from - 1, (to - from + 1) as u32).unwrap();
+        let mut b = wecom_archive::model::schema::ChatBatchBuilder::with_capacity(100);
+        for item in page.items {
+            let rec = item.unwrap();
+            let d = wecom_archive::pipeline::transform::decode(&keyring, None, &rec).unwrap();
+            b.append(d.seq, d.publickey_ver, &d.plaintext, &d.message);
+        }
+        vec![(format!("corp_id={corp}/date=2026-11-20"), b.finish())]
+    };
+    let mut first = DeltaTables::open(target.clone(), corp, false, props.clone()).unwrap();
+    let mut second = DeltaTables::open(target.clone(), corp, false, props).unwrap();
+    // Both resume from nothing and decrypt seqs 1..=100.
+    for (p, b) in batch(1, 100) {
+        first.write_messages(&p, &b).unwrap();
+        second.write_messages(&p, &b).unwrap();
+    }
+    first.commit(100).unwrap();
+    let err = second.commit(100).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("another writer committed corp wwsamecorp000001"), "{text}");
+    assert!(text.contains("its seq 100"), "{text}");
+    let s = seen(&target);
+    assert_eq!(s.rows[corp].len(), 100);
+    assert_eq!(s.rows[corp].iter().copied().collect::<BTreeSet<_>>(), (1..=100).collect());
+    assert_eq!(checkpoint(&target, corp), Some(100));
+}
+
+#[test]
+fn a_second_writer_of_the_same_corp_loses_its_commit_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    same_corp_twice(dir.path().join("out").to_str().unwrap(), &[]);
+}
+
+#[test]
+fn a_second_writer_of_the_same_corp_loses_its_commit_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    same_corp_twice(&format!("s3://{}/same", s3.bucket()), &s3.env());
+}
