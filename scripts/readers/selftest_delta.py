@@ -10,7 +10,9 @@ an explicit checkpoint, commits after it and a vacuum; checks that check_delta.p
 corrupts copies (a duplicate seq, a removed file, rows past the txn version, a file hidden from one
 reader, a deleted data file, a missing commit) and checks that it fails naming the table/corp/seq.
 S3_URI (s3://bucket/prefix, with AWS_* in the environment) repeats the clean run and the duplicate
-on the S3-compatible server.
+on the S3-compatible server, and races a stale delta-rs writer against a commit put behind its back:
+with a txn of the same corp it must fail (CommitFailedError, version 1 kept), with another corp's it
+must commit as the next version (appends do not conflict).
 """
 
 from __future__ import annotations
@@ -272,6 +274,42 @@ def corruptions(clean: str, scratch: str):
     run_check(out, False, ["findings: independent: findings: the log jumps from version"])
 
 
+def race(uri: str, options: dict):
+    """What delta-rs does on this server when its snapshot is stale: another writer committed the
+    next log version first (by a conditional put, If-None-Match: *, as object_store does)."""
+    import boto3
+
+    def rows(seqs, corp):
+        return pa.table({"seq": pa.array(seqs, pa.int64()), "corp_id": [corp] * len(seqs)})
+
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    s3 = boto3.client("s3")
+    outcomes = []
+    for n, (mine, theirs) in enumerate([("a", "a"), ("a", "b")]):
+        table = f"{uri.rstrip('/')}/race{n}"
+        write_deltalake(table, rows([1], mine), partition_by=["corp_id"], storage_options=options)
+        stale = DeltaTable(table, storage_options=options)
+        actions = [{"txn": {"appId": f"wecom-archive/{theirs}", "version": 50}},
+                   {"commitInfo": {"timestamp": 0, "operation": "WRITE", "operationParameters": {}}}]
+        s3.put_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/race{n}/_delta_log/{1:020d}.json", IfNoneMatch="*",
+                      Body="".join(json.dumps(a) + "\n" for a in actions).encode())
+        try:
+            write_deltalake(stale, rows([2], mine), mode="append", storage_options=options,
+                            commit_properties=CommitProperties(app_transactions=[Transaction(f"wecom-archive/{mine}", 2)]))
+            result = "committed"
+        except Exception as e:
+            result = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        fresh = DeltaTable(table, storage_options=options)
+        their_v1 = s3.get_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/race{n}/_delta_log/{1:020d}.json")["Body"].read()
+        print(f"  stale writer of corp {mine}, the other commit's txn for corp {theirs}: {result}; table now at "
+              f"version {fresh.version()}, txn {mine}={fresh.transaction_version(f'wecom-archive/{mine}')}, "
+              f"version 1 {'kept' if b'version' in their_v1 and b'50' in their_v1 else 'OVERWRITTEN'}")
+        outcomes.append((result, fresh.version()))
+    if not (outcomes[0][0].startswith("CommitFailedError") and outcomes[0][1] == 1
+            and outcomes[1] == ("committed", 2)):
+        raise SystemExit(f"selftest: delta-rs race outcomes changed: {outcomes}")
+
+
 def main():
     local = os.path.abspath(sys.argv[1])
     s3 = sys.argv[2] if len(sys.argv) > 2 else None
@@ -295,6 +333,8 @@ def main():
         build(dup, options)
         Writer(dup, options).append("messages", message_rows(c1, [7]), c1, CORPS[c1])
         run_check(dup, False, [f"corp {c1}: 1 seq more than once: seq 7 in messages+messages"])
+        print("\n== S3 race: a writer whose snapshot is stale commits after another writer took the next version")
+        race(s3.rstrip("/") + "/race", options)
     print("\nselftest_delta: OK")
 
 
