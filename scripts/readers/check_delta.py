@@ -283,18 +283,44 @@ def read_polars(loc: Location, table: str) -> pa.Table:
     return pl.read_delta(loc.table_uri(table), storage_options=loc.options or None).to_arrow()
 
 
+def packaged_extension(name: str, version: str) -> str | None:
+    """The DuckDB extension shipped by the PyPI package duckdb-extension-<name>, if it is installed
+    and built for this DuckDB version (an extension loads only into the version it was built for)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = list(spec.submodule_search_locations)[0]
+    path = os.path.join(folder, "extensions", f"v{version}", f"{name}.duckdb_extension")
+    return path if os.path.isfile(path) else None
+
+
 class DuckDB:
-    """delta_scan, when the extension installs (it downloads from extensions.duckdb.org)."""
+    """delta_scan, when the extension loads: from the duckdb-extension-delta package when it matches
+    the installed DuckDB, else by INSTALL delta (a download from DuckDB's extension site)."""
 
     def __init__(self, loc: Location):
         self.con = None
         self.skipped = None
+        self.source = None
         try:
             import duckdb
 
             con = duckdb.connect()
-            con.execute("INSTALL delta")
-            con.execute("LOAD delta")
+            version = duckdb.__version__.lstrip("v")
+            sources = []
+            # httpfs holds DuckDB's S3 secrets; delta_scan needs it for s3:// tables.
+            for name in ("httpfs", "delta") if loc.is_s3 else ("delta",):
+                packaged = packaged_extension(name, version)
+                if packaged:
+                    con.execute(f"LOAD '{packaged}'")
+                    sources.append(f"{name} from duckdb-extension-{name}")
+                else:
+                    con.execute(f"INSTALL {name}")
+                    con.execute(f"LOAD {name}")
+                    sources.append(f"{name} by INSTALL")
+            self.source = f"duckdb {duckdb.__version__}, " + ", ".join(sources)
             if loc.is_s3:
                 o = {k.upper(): v for k, v in loc.options.items()}
                 endpoint = urllib.parse.urlparse(o.get("AWS_ENDPOINT_URL", ""))
@@ -308,7 +334,9 @@ class DuckDB:
             self.skipped = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
 
     def read(self, loc: Location, table: str) -> pa.Table:
-        return self.con.execute("SELECT corp_id, seq FROM delta_scan(?)", [loc.table_uri(table)]).arrow()
+        result = self.con.execute("SELECT corp_id, seq FROM delta_scan(?)", [loc.table_uri(table)]).arrow()
+        # DuckDB 1.5 returns a RecordBatchReader here, 2.x a Table.
+        return result.read_all() if isinstance(result, pa.RecordBatchReader) else result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,6 +516,8 @@ def main(argv=None) -> int:
         print("  " + table.ljust(14) + "".join(str(counts[table].get(n, "-")).rjust(width) for n in names) + "  " + log)
     if duck.skipped:
         print(f"  duckdb delta_scan skipped: {duck.skipped}")
+    else:
+        print(f"  duckdb delta_scan: {duck.source}")
     for table, per_corp in versions.items():
         if per_corp:
             print(f"  txn {table}: " + ", ".join(f"{c}={v}" for c, v in sorted(per_corp.items())))

@@ -9,7 +9,8 @@ the txn wecom-archive/<corp> = the highest seq it covers), with a checkpoint int
 an explicit checkpoint, commits after it and a vacuum; checks that check_delta.py passes on it, then
 corrupts copies (a duplicate seq, a removed file, rows past the txn version, a file hidden from one
 reader, a deleted data file, a missing commit) and checks that it fails naming the table/corp/seq.
-S3_URI (s3://bucket/prefix, with AWS_* in the environment) repeats the clean run and the duplicate
+With DUCKDB_DELTA_PYTHON (a Python whose DuckDB loads the delta extension) the clean tables are
+also checked by DuckDB's delta_scan. S3_URI (s3://bucket/prefix, with AWS_* in the environment) repeats the clean run and the duplicate
 on the S3-compatible server, and races a stale delta-rs writer against a commit put behind its back:
 with a txn of the same corp it must fail (CommitFailedError, version 1 kept), with another corp's it
 must commit as the next version (appends do not conflict).
@@ -198,12 +199,15 @@ CHECK = [sys.executable, os.path.join(HERE, "check_delta.py")]
 EXPECT = [a for c, n in CORPS.items() for a in ("--expect", f"{c}={n}")]
 
 
-def run_check(out: str, want_ok: bool, must_say: list[str] = (), env=None) -> None:
-    p = subprocess.run(CHECK + [out] + EXPECT, capture_output=True, text=True, env=env)
-    print("  $ check_delta.py " + out + " " + " ".join(EXPECT) + f"  -> exit {p.returncode}")
+def run_check(out: str, want_ok: bool, must_say: list[str] = (), env=None, python=None) -> None:
+    cmd = ([python, CHECK[1]] if python else CHECK) + [out] + EXPECT
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    print(f"  $ {'(' + python + ') ' if python else ''}check_delta.py {out} {' '.join(EXPECT)}  -> exit {p.returncode}")
     print("    " + (p.stdout + p.stderr).strip().replace("\n", "\n    "))
     if want_ok and p.returncode != 0:
         raise SystemExit("selftest: check_delta.py failed on a correct table set")
+    if want_ok and python and "duckdb agree" not in p.stdout:
+        raise SystemExit(f"selftest: {python} was meant to read the tables with DuckDB's delta_scan too")
     if not want_ok:
         if p.returncode != 1:
             raise SystemExit(f"selftest: check_delta.py exited {p.returncode} on a corrupted table set, wanted 1")
@@ -319,6 +323,10 @@ def main():
     run_check(clean, True)
     print(f"\n== the same through a file:// URL")
     run_check("file://" + clean, True)
+    duck = os.environ.get("DUCKDB_DELTA_PYTHON")
+    if duck:
+        print(f"\n== with DuckDB's delta_scan (the DuckDB and extensions of {duck})")
+        run_check(clean, True, python=duck)
     corruptions(clean, local)
     if s3:
         keys = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ALLOW_HTTP")
@@ -327,6 +335,8 @@ def main():
         print(f"\n== S3 tables: {out} (endpoint {options.get('AWS_ENDPOINT_URL')})")
         build(out, options)
         run_check(out, True)
+        if duck:
+            run_check(out, True, python=duck)
         print(f"\n== S3 corruption: seq 7 of {list(CORPS)[0]} written twice")
         c1 = list(CORPS)[0]
         dup = s3.rstrip("/") + "/dup"
