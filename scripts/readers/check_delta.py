@@ -17,6 +17,8 @@ Then, per corp:
   --expect CORP=N   every seq 1..N appears exactly once in messages.seq + dead_letters.seq;
   the latest txn (appId wecom-archive/<corp>) of messages equals the largest seq of the corp in
   messages + dead_letters, and no table holds a row past its own latest txn version.
+  --expect-vacuumed  no table holds a data file that its latest version does not list (after a
+  vacuum with retention 0; a crash before a commit leaves such files behind).
 Exits 1 naming the table, corp and seq of the first disagreements; 2 on a usage error.
 
 S3: storage options come from --storage-option and from the environment (AWS_ENDPOINT_URL,
@@ -120,6 +122,7 @@ class LogState:
         self.version = -1
         self.checkpoint = None
         self.commits_read = 0
+        self.unreferenced: list[str] = []  # data files on storage that the latest version does not list
         self.live: dict[str, dict] = {}  # path -> add action
         self.txns: dict[str, int] = {}  # appId -> version
         self.partition_columns: list[str] = []
@@ -235,8 +238,23 @@ def partition_value(raw, delta_type: str):
     return raw
 
 
+def unreferenced_files(loc: Location, table: str, state: LogState) -> list[str]:
+    """Parquet files under the table that its latest version does not list: files a crash left
+    before its commit, or files removed (OPTIMIZE, a rewrite) that vacuum has not deleted yet."""
+    base = loc.table_base(table)
+    live = {urllib.parse.unquote(p) for p in state.live}
+    found = []
+    for info in loc.fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+        rel = info.path[len(base) + 1:]
+        if info.type == pafs.FileType.File and rel.endswith(".parquet") and not rel.startswith("_delta_log/"):
+            if rel not in live:
+                found.append(rel)
+    return sorted(found)
+
+
 def read_independent(loc: Location, table: str) -> tuple[pa.Table, LogState]:
     state = read_log(loc, table)
+    state.unreferenced = unreferenced_files(loc, table, state)
     types = {f["name"]: f["type"] for f in (state.schema or {}).get("fields", [])}
     drop = os.environ.get("CHECK_DELTA_DROP_FILE")
     pieces = []
@@ -429,6 +447,8 @@ def parse_args(argv):
     p.add_argument("out", help="local folder, file:// URL or s3://bucket/prefix holding messages/, dead_letters/, findings/")
     p.add_argument("--expect", action="append", default=[], metavar="CORP=N", help="every seq 1..N of CORP exactly once")
     p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE", help="object_store option (S3)")
+    p.add_argument("--expect-vacuumed", action="store_true",
+                   help="fail when a table holds data files its latest version does not list (run after vacuum --retain-hours 0)")
     a = p.parse_args(argv)
     expect, options = {}, {k: os.environ[k] for k in ENV_OPTIONS if os.environ.get(k)}
     for item in a.expect:
@@ -441,11 +461,11 @@ def parse_args(argv):
         if not eq:
             p.error(f"--storage-option {key!r}: give KEY=VALUE")
         options[key] = value
-    return a.out, expect, options
+    return a.out, expect, options, a.expect_vacuumed
 
 
 def main(argv=None) -> int:
-    out, expect, options = parse_args(argv)
+    out, expect, options, vacuumed = parse_args(argv)
     try:
         loc = Location(out, options)
         tables = [t for t in TABLES if loc.exists(t)]
@@ -504,6 +524,11 @@ def main(argv=None) -> int:
         errors.append(f"exactly once and txn versions not checked: {' and '.join(unread)} could not be read")
         expect = {}
     exactly_once(expect, per_table, errors)
+    if vacuumed:
+        for table, st in logs.items():
+            if st.unreferenced:
+                errors.append(f"{table}: {len(st.unreferenced)} data files not in version {st.version} after vacuum: "
+                              + ", ".join(st.unreferenced[:SHOWN]) + (" …" if len(st.unreferenced) > SHOWN else ""))
     versions = txn_checks(logs, per_table, errors) if "messages" in logs and not unread else {}
 
     print(f"check_delta: {out}")
@@ -512,7 +537,7 @@ def main(argv=None) -> int:
     for table in tables:
         st = logs.get(table)
         log = (f"v{st.version}, checkpoint {st.checkpoint if st.checkpoint is not None else '-'}, "
-               f"{st.commits_read} json, {len(st.live)} files") if st else "-"
+               f"{st.commits_read} json, {len(st.live)} files, {len(st.unreferenced)} unreferenced") if st else "-"
         print("  " + table.ljust(14) + "".join(str(counts[table].get(n, "-")).rjust(width) for n in names) + "  " + log)
     if duck.skipped:
         print(f"  duckdb delta_scan skipped: {duck.skipped}")

@@ -199,10 +199,10 @@ CHECK = [sys.executable, os.path.join(HERE, "check_delta.py")]
 EXPECT = [a for c, n in CORPS.items() for a in ("--expect", f"{c}={n}")]
 
 
-def run_check(out: str, want_ok: bool, must_say: list[str] = (), env=None, python=None) -> None:
-    cmd = ([python, CHECK[1]] if python else CHECK) + [out] + EXPECT
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    print(f"  $ {'(' + python + ') ' if python else ''}check_delta.py {out} {' '.join(EXPECT)}  -> exit {p.returncode}")
+def run_check(out: str, want_ok: bool, must_say: list[str] = (), env=None, python=None, extra=()) -> None:
+    args = [out, *EXPECT, *extra]
+    p = subprocess.run(([python, CHECK[1]] if python else CHECK) + args, capture_output=True, text=True, env=env)
+    print(f"  $ {'(' + python + ') ' if python else ''}check_delta.py {' '.join(args)}  -> exit {p.returncode}")
     print("    " + (p.stdout + p.stderr).strip().replace("\n", "\n    "))
     if want_ok and p.returncode != 0:
         raise SystemExit("selftest: check_delta.py failed on a correct table set")
@@ -269,7 +269,26 @@ def corruptions(clean: str, scratch: str):
     os.remove(os.path.join(out, "dead_letters", urllib.parse.unquote(add["path"])))
     run_check(out, False, ["dead_letters: independent: dead_letters: live file", "cannot be read"])
 
-    print(f"\n== corruption 6: the newest findings commit deleted (the log has a gap after the checkpoint)")
+    print(f"\n== corruption 6: a data file no commit lists (a crash between writing it and the commit)")
+    out = copy("stray")
+    stray = os.path.join(out, "messages", f"corp_id={c1}", "date=2026-11-20", "part-00000-crashed.parquet")
+    shutil.copy(os.path.join(out, "messages", urllib.parse.unquote(live_file(out, "messages", c1)["path"])), stray)
+    run_check(out, True)  # readers ignore it: it is not in the log
+    run_check(out, False, [f"messages: 1 data files not in version 15 after vacuum: corp_id={c1}/date=2026-11-20/part-00000-crashed.parquet"],
+              extra=["--expect-vacuumed"])
+    # delta-rs's default ("lite") vacuum deletes only files that a remove action names: a file that
+    # no commit ever listed survives it; the "full" vacuum lists the storage and deletes it.
+    t = DeltaTable(f"{out}/messages")
+    lite = t.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    print(f"  vacuum (lite, the default) listed {len(lite)} files")
+    run_check(out, False, ["part-00000-crashed.parquet"], extra=["--expect-vacuumed"])
+    full = t.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
+    # Both list the tombstoned files too, although the first vacuum of the clean table deleted them.
+    print(f"  vacuum full=True listed {len(full)} files, the crashed one among them: "
+          f"{any('crashed' in f for f in full)} (lite: {any('crashed' in f for f in lite)})")
+    run_check(out, True, extra=["--expect-vacuumed"])
+
+    print(f"\n== corruption 7: the newest findings commit deleted (the log has a gap after the checkpoint)")
     out = copy("gap")
     t = DeltaTable(f"{out}/findings")
     # Write one more commit, then delete the one before it, so that a later commit survives the gap.
@@ -320,7 +339,7 @@ def main():
     clean = os.path.join(local, "clean")
     print(f"== local tables: {clean}")
     build(clean, None)
-    run_check(clean, True)
+    run_check(clean, True, extra=["--expect-vacuumed"])
     print(f"\n== the same through a file:// URL")
     run_check("file://" + clean, True)
     duck = os.environ.get("DUCKDB_DELTA_PYTHON")
@@ -334,7 +353,7 @@ def main():
         out = s3.rstrip("/") + "/clean"
         print(f"\n== S3 tables: {out} (endpoint {options.get('AWS_ENDPOINT_URL')})")
         build(out, options)
-        run_check(out, True)
+        run_check(out, True, extra=["--expect-vacuumed"])
         if duck:
             run_check(out, True, python=duck)
         print(f"\n== S3 corruption: seq 7 of {list(CORPS)[0]} written twice")
