@@ -170,7 +170,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn print_text(s: &BenchSummary) {
     let cores = s.cores;
-    let delta_note = if s.format == "delta" { " (Delta tables)" } else { "" };
+    let delta_note = if s.format == "delta" {
+        " (Delta tables)"
+    } else {
+        ""
+    };
     if let Some(r) = &s.rules {
         println!(
             "rules: {} rules, {} keywords, {} regexes (version {}…), {} findings",

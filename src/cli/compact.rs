@@ -200,7 +200,11 @@ fn optimize(args: &Args, root: &str) -> anyhow::Result<ExitCode> {
     let delta = DeltaTarget::open(root)?;
     let props = wecom_archive::sink::parquet::ParquetOptions::default().writer_properties()?;
     let mut summary = OptimizeSummary::default();
-    for kind in [TableKind::Messages, TableKind::DeadLetters, TableKind::Findings] {
+    for kind in [
+        TableKind::Messages,
+        TableKind::DeadLetters,
+        TableKind::Findings,
+    ] {
         if read::view(&delta, kind)?.version.is_none() {
             continue;
         }

@@ -10,7 +10,6 @@ mod args;
 mod bench;
 mod check_agree;
 mod compact;
-mod vacuum;
 mod completions;
 mod decrypt;
 mod demo;
@@ -27,6 +26,7 @@ mod scan;
 mod sdk_worker;
 mod serve;
 mod token;
+mod vacuum;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

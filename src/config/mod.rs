@@ -467,14 +467,16 @@ impl Config {
     /// The Delta target of `format = "delta"`; `None` for Parquet.
     pub fn delta_target(
         &self,
-    ) -> Result<Option<std::sync::Arc<crate::sink::delta::DeltaTarget>>, crate::sink::delta::DeltaError>
-    {
+    ) -> Result<
+        Option<std::sync::Arc<crate::sink::delta::DeltaTarget>>,
+        crate::sink::delta::DeltaError,
+    > {
         match self.format {
             crate::sink::Format::Parquet => Ok(None),
-            crate::sink::Format::Delta => crate::sink::delta::DeltaTarget::open(
-                &self.out_dir().to_string_lossy(),
-            )
-            .map(|t| Some(std::sync::Arc::new(t))),
+            crate::sink::Format::Delta => {
+                crate::sink::delta::DeltaTarget::open(&self.out_dir().to_string_lossy())
+                    .map(|t| Some(std::sync::Arc::new(t)))
+            }
         }
     }
 

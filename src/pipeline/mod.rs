@@ -319,12 +319,14 @@ pub fn run(
                 }
                 .into());
             }
-            let props = options.parquet.writer_properties().map_err(|source| {
-                SinkError::Parquet {
-                    dir: dir.to_owned(),
-                    source,
-                }
-            })?;
+            let props =
+                options
+                    .parquet
+                    .writer_properties()
+                    .map_err(|source| SinkError::Parquet {
+                        dir: dir.to_owned(),
+                        source,
+                    })?;
             let tables = DeltaTables::open(target, &corp, options.rules.is_some(), props)?;
             from_seq = tables.checkpoint();
             Some(tables)

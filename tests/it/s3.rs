@@ -72,7 +72,10 @@ impl S3Server {
             );
             match http(port, &put) {
                 Ok(reply) if reply.starts_with("HTTP/1.1 200") => break,
-                Ok(reply) => panic!("creating the bucket: {}", reply.lines().next().unwrap_or("")),
+                Ok(reply) => panic!(
+                    "creating the bucket: {}",
+                    reply.lines().next().unwrap_or("")
+                ),
                 Err(_) if started.elapsed() < Duration::from_secs(30) => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
@@ -90,7 +93,10 @@ impl S3Server {
     /// The S3 settings of the server, as environment variables.
     pub fn env(&self) -> Vec<(String, String)> {
         [
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_REGION", "us-east-1".into()),

@@ -10,13 +10,13 @@
 use std::path::Path;
 use std::sync::{Arc, Once};
 
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
-use object_store::ObjectStore;
 use deltalake_core::logstore::{
     default_logstore, logstore_factories, LogStore, LogStoreFactory, StorageConfig,
 };
 use deltalake_core::DeltaResult;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
 use url::Url;
 
 use super::DeltaError;

@@ -12,10 +12,10 @@ use std::future::IntoFuture;
 
 use bytes::Bytes;
 use deltalake_core::kernel::{Action, Add};
-use object_store::path::Path as StorePath;
-use object_store::PutPayload;
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::DeltaOperation;
+use object_store::path::Path as StorePath;
+use object_store::PutPayload;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -177,8 +177,8 @@ fn merge(
     let (mut rows, mut first, mut last) = (0u64, u64::MAX, 0u64);
     for f in bin {
         let decoded = percent_encoding::percent_decode_str(&f.add.path).decode_utf8_lossy();
-        let location = StorePath::parse(format!("{prefix}{decoded}"))
-            .map_err(|e| fail(e.to_string()))?;
+        let location =
+            StorePath::parse(format!("{prefix}{decoded}")).map_err(|e| fail(e.to_string()))?;
         let bytes: Bytes = target
             .block_on(async {
                 let got = target.store().get(&location).await?;

@@ -11,8 +11,8 @@
 
 mod dead_letters;
 mod location;
-pub mod read;
 pub mod maintain;
+pub mod read;
 mod staged;
 pub mod table;
 
@@ -151,12 +151,20 @@ impl DeltaTables {
     }
 
     /// Adds message rows of one partition (`corp_id=…/date=…`).
-    pub fn write_messages(&mut self, partition: &str, batch: &RecordBatch) -> Result<(), DeltaError> {
+    pub fn write_messages(
+        &mut self,
+        partition: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), DeltaError> {
         self.messages.write(partition, batch)
     }
 
     /// Adds findings rows of one partition.
-    pub fn write_findings(&mut self, partition: &str, batch: &RecordBatch) -> Result<(), DeltaError> {
+    pub fn write_findings(
+        &mut self,
+        partition: &str,
+        batch: &RecordBatch,
+    ) -> Result<(), DeltaError> {
         match &mut self.findings {
             Some(f) => f.write(partition, batch),
             None => Ok(()),
@@ -177,7 +185,9 @@ impl DeltaTables {
             self.dead_letters.write(&partition, &batch)?;
         }
         let target = self.target.clone();
-        let dead_letters = self.dead_letters.commit(&target, &self.corp_id, seq, false)?;
+        let dead_letters = self
+            .dead_letters
+            .commit(&target, &self.corp_id, seq, false)?;
         let findings = match &mut self.findings {
             Some(f) => f.commit(&target, &self.corp_id, seq, false)?,
             None => Vec::new(),

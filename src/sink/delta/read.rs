@@ -98,7 +98,11 @@ pub fn seqs_by_corp(
 ) -> Result<HashMap<String, Vec<u64>>, DeltaError> {
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
     for (partition, batch) in read_rows(target, kind)? {
-        let corp = partition.get("corp_id").cloned().flatten().unwrap_or_default();
+        let corp = partition
+            .get("corp_id")
+            .cloned()
+            .flatten()
+            .unwrap_or_default();
         let Some(seqs) = batch
             .column_by_name("seq")
             .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
@@ -106,7 +110,11 @@ pub fn seqs_by_corp(
             continue;
         };
         let v = out.entry(corp).or_default();
-        v.extend((0..seqs.len()).filter(|&i| seqs.is_valid(i)).map(|i| seqs.value(i) as u64));
+        v.extend(
+            (0..seqs.len())
+                .filter(|&i| seqs.is_valid(i))
+                .map(|i| seqs.value(i) as u64),
+        );
     }
     Ok(out)
 }

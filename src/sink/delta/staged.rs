@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use deltalake_core::kernel::{Action, Add};
+use deltalake_core::DeltaTable;
 use object_store::path::Path as StorePath;
 use object_store::PutPayload;
-use deltalake_core::DeltaTable;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
@@ -73,7 +73,10 @@ impl StagedTable {
             .clone();
         let mut batch = self.conform(batch).map_err(fail)?;
         let mut seqs = seqs;
-        if let Some(floor) = self.floor.filter(|&f| seqs.values().iter().any(|&s| s as u64 <= f)) {
+        if let Some(floor) = self
+            .floor
+            .filter(|&f| seqs.values().iter().any(|&s| s as u64 <= f))
+        {
             let keep: BooleanArray = seqs
                 .iter()
                 .map(|s| Some(s.is_none_or(|s| s as u64 > floor)))

@@ -13,8 +13,8 @@ use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
 use super::location::DeltaTarget;
-use crate::sink::layout;
 use super::DeltaError;
+use crate::sink::layout;
 
 /// Commits between two Delta log checkpoints (`delta.checkpointInterval`): opening a long-lived
 /// table reads the last checkpoint and at most this many JSON commits.
@@ -147,6 +147,9 @@ pub fn open(target: &DeltaTarget, kind: TableKind) -> Result<DeltaTable, DeltaEr
                 Some(CHECKPOINT_INTERVAL.to_string()),
             )
             .with_save_mode(SaveMode::Ignore)
+            // Version 0 or nothing: a retry would commit the metadata again on top of another
+            // writer's creation, and every writer's next commit would then conflict with it.
+            .with_commit_properties(CommitProperties::default().with_max_retries(0))
             .await;
         match created {
             Ok(t) => Ok(t),
@@ -218,6 +221,19 @@ pub fn commit(
     actions: Vec<Action>,
     operation: DeltaOperation,
 ) -> Result<i64, DeltaError> {
+    commit_from(target, table, kind, txn, actions, operation, 3)
+}
+
+fn commit_from(
+    target: &DeltaTarget,
+    table: &mut DeltaTable,
+    kind: TableKind,
+    txn: Option<(&str, u64)>,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    attempts_left: u32,
+) -> Result<i64, DeltaError> {
+    let (actions_again, operation_again) = (actions.clone(), operation.clone());
     let url = table.table_url().clone();
     let mut props = CommitProperties::default()
         .with_create_checkpoint(true)
@@ -245,19 +261,44 @@ pub fn commit(
         }
         Err(DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(conflict),
-        }) if txn.is_some() => {
-            let (corp, ours) = txn.expect("matched");
+        }) => {
+            let before = match txn {
+                Some((corp, _)) => txn_version(target, table, kind, corp)?,
+                None => None,
+            };
             target
                 .block_on(table.update_state())
                 .map_err(|e| DeltaError::table(kind, &url, e))?;
-            let theirs = txn_version(target, table, kind, corp)?;
-            Err(DeltaError::Superseded {
-                table: kind.name(),
-                corp_id: corp.to_owned(),
-                ours,
-                theirs,
-                conflict: conflict.to_string(),
-            })
+            match txn {
+                // Another writer of this corp moved its transaction: our batch overlaps theirs.
+                Some((corp, ours)) if txn_version(target, table, kind, corp)? != before => {
+                    Err(DeltaError::Superseded {
+                        table: kind.name(),
+                        corp_id: corp.to_owned(),
+                        ours,
+                        theirs: txn_version(target, table, kind, corp)?,
+                        conflict: conflict.to_string(),
+                    })
+                }
+                // Anything else (a change of the table's metadata, an OPTIMIZE that removed
+                // files this commit removes too) is tried again on the table as it is now.
+                _ if attempts_left > 0 => commit_from(
+                    target,
+                    table,
+                    kind,
+                    txn,
+                    actions_again,
+                    operation_again,
+                    attempts_left - 1,
+                ),
+                _ => Err(DeltaError::table(
+                    kind,
+                    &url,
+                    DeltaTableError::Transaction {
+                        source: TransactionError::CommitConflict(conflict),
+                    },
+                )),
+            }
         }
         Err(e) => Err(DeltaError::table(kind, &url, e)),
     }
