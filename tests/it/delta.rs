@@ -315,3 +315,129 @@ fn a_second_writer_of_the_same_corp_loses_its_commit_on_s3() {
     let Some(s3) = S3Server::start() else { return };
     same_corp_twice(&format!("s3://{}/same", s3.bucket()), &s3.env());
 }
+
+fn cli(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env("WECOM_ARCHIVE_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+/// OPTIMIZE (`compact`) over and over while another corp is being pulled into the same tables,
+/// then VACUUM: the rows stay exactly once, files are merged, the log has a checkpoint, and the
+/// merged files and a crashed run's leftover are deleted.
+fn optimize_and_vacuum_while_writing(out: &str, env: &[(String, String)], rules: &Path) {
+    let (n, corrupt_every) = (3000, 101);
+    let (a, b) = ("wwoptimize00000a", "wwoptimize00000b");
+    assert!(demo(out, a, n, corrupt_every, rules, env)
+        .status()
+        .unwrap()
+        .success());
+    let target = target_for(out, env);
+    // 3000 records in commits of 120: more commits than the checkpoint interval.
+    let store = target.store();
+    let log = |table: &str| {
+        let url = target.table_url(table);
+        object_store::path::Path::parse(format!(
+            "{}_delta_log/_last_checkpoint",
+            url.path().trim_start_matches('/')
+        ))
+        .unwrap()
+    };
+    target
+        .block_on(store.head(&log("messages")))
+        .expect("a log checkpoint after more commits than delta.checkpointInterval");
+    let files_before = read::view(&target, TableKind::Messages)
+        .unwrap()
+        .files
+        .len();
+
+    // A leftover of a run killed between its upload and its commit.
+    let orphan = object_store::path::Path::parse(format!(
+        "{}corp_id={a}/date=2026-01-01/part-orphan.parquet",
+        target.table_url("messages").path().trim_start_matches('/')
+    ))
+    .unwrap();
+    target
+        .block_on(store.put(&orphan, b"not referenced".to_vec().into()))
+        .unwrap();
+
+    let mut writer = demo(out, b, n, corrupt_every, rules, env)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut optimized = 0;
+    loop {
+        let done = writer.try_wait().unwrap().is_some();
+        let o = cli(
+            &["compact", "--out", out, "--target-file-mb", "64", "--json"],
+            env,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        optimized += report["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| !t["version"].is_null())
+            .count();
+        if done {
+            break;
+        }
+    }
+    let status = writer.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(writer.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "the pull beside OPTIMIZE: {err}");
+    assert!(optimized >= 2, "OPTIMIZE committed {optimized} times");
+    let after = read::view(&target, TableKind::Messages).unwrap();
+    assert!(
+        after.files.len() < files_before,
+        "{} files after OPTIMIZE, {files_before} before",
+        after.files.len()
+    );
+    let s = seen(&target);
+    s.assert_exactly_once(a, n, corrupt_every);
+    s.assert_exactly_once(b, n, corrupt_every);
+
+    // Nothing writes now: retain nothing.
+    let o = cli(
+        &["vacuum", "--out", out, "--retain-hours", "0", "--json"],
+        env,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let deleted: Vec<String> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["files_deleted"].as_array().unwrap().clone())
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        deleted.iter().any(|f| f.ends_with("part-orphan.parquet")),
+        "{deleted:?}"
+    );
+    assert!(deleted.len() > 1, "{deleted:?}");
+    assert!(target.block_on(store.head(&orphan)).is_err());
+    let s = seen(&target);
+    s.assert_exactly_once(a, n, corrupt_every);
+    s.assert_exactly_once(b, n, corrupt_every);
+}
+
+#[test]
+fn optimize_and_vacuum_while_a_pull_writes_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    optimize_and_vacuum_while_writing(dir.path().join("out").to_str().unwrap(), &[], &rules);
+}
+
+#[test]
+fn optimize_and_vacuum_while_a_pull_writes_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    optimize_and_vacuum_while_writing(&format!("s3://{}/optimize", s3.bucket()), &s3.env(), &rules);
+}
