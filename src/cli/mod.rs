@@ -325,7 +325,8 @@ fn init_logging(quiet: bool, verbose: u8) {
     QUIET.store(quiet, Ordering::Relaxed);
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "info",
+        // delta-rs logs every commit at info: its detail is for -v.
+        (false, 0) => "info,deltalake_core=warn,delta_kernel=warn",
         // Our own detail; the libraries' debug output (HTTP, TLS) only with -vv.
         (false, 1) => "info,wecom_archive=debug",
         (false, _) => "trace",
