@@ -57,7 +57,7 @@ impl DeadLetterRows {
         };
         self.record.append_option(record);
         self.time
-            .append_value(jiff::Timestamp::now().as_microsecond() as i64);
+            .append_value(jiff::Timestamp::now().as_microsecond());
         self.rows += 1;
         if let Some(s) = d.seq {
             self.seqs = Some(self.seqs.map_or((s, s), |(a, z)| (a.min(s), z.max(s))));

@@ -12,13 +12,16 @@ use super::location::DeltaTarget;
 use super::table::{self, TableKind};
 use super::DeltaError;
 
+/// Partition values of a file (null: the value is missing).
+pub type PartitionValues = HashMap<String, Option<String>>;
+
 /// A data file the table's current version references.
 #[derive(Debug, Clone)]
 pub struct LiveFile {
     /// Path relative to the table, as in the log (percent-encoded).
     pub path: String,
-    /// Partition values (null: the value is missing).
-    pub partition: HashMap<String, Option<String>>,
+    /// Partition values.
+    pub partition: PartitionValues,
     /// Bytes.
     pub size: i64,
 }
@@ -65,7 +68,7 @@ pub fn view(target: &DeltaTarget, kind: TableKind) -> Result<TableView, DeltaErr
 pub fn read_rows(
     target: &DeltaTarget,
     kind: TableKind,
-) -> Result<Vec<(HashMap<String, Option<String>>, RecordBatch)>, DeltaError> {
+) -> Result<Vec<(PartitionValues, RecordBatch)>, DeltaError> {
     let view = view(target, kind)?;
     let base = target.table_url(kind.name());
     let prefix = base.path().trim_start_matches('/').to_owned();
