@@ -441,3 +441,92 @@ fn optimize_and_vacuum_while_a_pull_writes_on_s3() {
     let rules = rules_file(dir.path());
     optimize_and_vacuum_while_writing(&format!("s3://{}/optimize", s3.bucket()), &s3.env(), &rules);
 }
+
+/// `format = "delta"` in the config: `pull --once` writes the tables (on S3 with a local state
+/// database), resumes from the Delta log, and a second pull adds nothing.
+fn pull_with_config(out: &str, env: &[(String, String)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    let config = dir.path().join("wecom-archive.toml");
+    let (corp, n) = ("wwdeltapull00001", 1500u64);
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+out = "{out}"
+format = "delta"
+state = "state/state.sqlite"
+rules = "{rules}"
+timezone = "UTC"
+
+[[corp]]
+corp_id = "{corp}"
+source = "sim"
+sim_messages = {n}
+"#,
+            rules = rules.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let first = cli(&["pull", "--once", "--config", config, "--json"], env);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let target = target_for(out, env);
+    let s = seen(&target);
+    let dead = s.dead.get(corp).map_or(0, Vec::len) as u64;
+    assert_eq!(s.rows[corp].len() as u64 + dead, n);
+    s.assert_findings_of_rows();
+    assert!(!s.findings.is_empty());
+    assert_eq!(checkpoint(&target, corp), Some(n));
+    let second = cli(&["pull", "--once", "--config", config, "--json"], env);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(seen(&target).rows[corp].len(), s.rows[corp].len());
+    assert_ne!(report, serde_json::Value::Null);
+}
+
+#[test]
+fn pull_with_format_delta_in_the_config_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    pull_with_config(dir.path().join("out").to_str().unwrap(), &[]);
+}
+
+#[test]
+fn pull_with_format_delta_in_the_config_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    pull_with_config(&format!("s3://{}/pull", s3.bucket()), &s3.env());
+}
+
+#[test]
+fn a_url_out_without_delta_or_state_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    for (body, want) in [
+        ("out = \"s3://b/p\"\n", "needs format = \"delta\""),
+        (
+            "out = \"s3://b/p\"\nformat = \"delta\"\n",
+            "set state = \"PATH\"",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("{body}[[corp]]\ncorp_id = \"wwx\"\nsource = \"sim\"\n"),
+        )
+        .unwrap();
+        let o = cli(
+            &["pull", "--once", "--config", config.to_str().unwrap()],
+            &[],
+        );
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}
