@@ -15,12 +15,12 @@ use deltalake_core::kernel::{Action, Add};
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::DeltaOperation;
 use object_store::path::Path as StorePath;
-use object_store::PutPayload;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 use super::location::DeltaTarget;
+use super::staged::{upload, DataFile};
 use super::table::{self, TableKind};
 use super::DeltaError;
 
@@ -99,37 +99,15 @@ pub fn optimize(
                 .rsplit_once('/')
                 .map(|(d, _)| format!("{d}/"))
                 .unwrap_or_default();
-            let rel = format!(
-                "{dir}part-{first:020}-{last:020}-{}.parquet",
-                uuid::Uuid::new_v4().simple()
-            );
-            let location = StorePath::parse(format!("{prefix}{rel}"))
-                .map_err(|e| DeltaError::Encode(kind.name(), e.to_string()))?;
-            let size = bytes.len() as i64;
-            target
-                .block_on(target.store().put(&location, PutPayload::from(bytes)))
-                .map_err(|e| DeltaError::Upload {
-                    path: format!("{url}{rel}"),
-                    source: e,
-                })?;
-            let stats = serde_json::json!({
-                "numRecords": rows,
-                "minValues": {"seq": first},
-                "maxValues": {"seq": last},
-            });
-            actions.push(Action::Add(Add {
-                path: rel,
+            let file = DataFile {
+                dir: &dir,
                 partition_values: bin[0].add.partition_values.clone(),
-                size,
-                modification_time: now,
+                rows,
+                first,
+                last,
                 data_change: false,
-                stats: Some(stats.to_string()),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-                clustering_provider: None,
-            }));
+            };
+            actions.push(Action::Add(upload(target, &url, kind, file, bytes)?));
             report.files_added += 1;
             report.files_removed += bin.len();
             report.rows += rows;

@@ -149,8 +149,6 @@ impl StagedTable {
             return Ok(Vec::new());
         }
         let base = self.table.table_url().clone();
-        let prefix = base.path().trim_start_matches('/').to_owned();
-        let now = jiff::Timestamp::now().as_millisecond();
         let mut actions = Vec::new();
         let mut parts = Vec::new();
         for (partition, f) in std::mem::take(&mut self.open) {
@@ -158,44 +156,21 @@ impl StagedTable {
                 .writer
                 .into_inner()
                 .map_err(|e| DeltaError::Encode(self.kind.name(), e.to_string()))?;
-            let name = format!(
-                "part-{:020}-{:020}-{}.parquet",
-                f.first,
-                f.last,
-                uuid::Uuid::new_v4().simple()
-            );
-            let rel = if partition.is_empty() {
-                name
-            } else {
-                format!("{partition}/{name}")
+            let dir = match partition.is_empty() {
+                true => String::new(),
+                false => format!("{partition}/"),
             };
-            let location = StorePath::parse(format!("{prefix}{rel}"))
-                .map_err(|e| DeltaError::Encode(self.kind.name(), e.to_string()))?;
-            let size = bytes.len() as i64;
-            target
-                .block_on(target.store().put(&location, PutPayload::from(bytes)))
-                .map_err(|e| DeltaError::Upload {
-                    path: format!("{base}{rel}"),
-                    source: e,
-                })?;
-            let stats = serde_json::json!({
-                "numRecords": f.rows,
-                "minValues": {"seq": f.first},
-                "maxValues": {"seq": f.last},
-            });
-            actions.push(Action::Add(Add {
-                path: rel.clone(),
+            let file = DataFile {
+                dir: &dir,
                 partition_values: table::partition_values(&partition),
-                size,
-                modification_time: now,
+                rows: f.rows,
+                first: f.first,
+                last: f.last,
                 data_change: true,
-                stats: Some(stats.to_string()),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-                clustering_provider: None,
-            }));
+            };
+            let add = upload(target, &base, self.kind, file, bytes)?;
+            let rel = add.path.clone();
+            actions.push(Action::Add(add));
             parts.push(CommittedPart {
                 path: format!("{base}{rel}").into(),
                 rows: f.rows,
@@ -207,4 +182,65 @@ impl StagedTable {
         self.floor = Some(self.floor.map_or(seq, |f| f.max(seq)));
         Ok(parts)
     }
+}
+
+/// A data file on its way into a table: where it goes and what its `add` says.
+pub(super) struct DataFile<'a> {
+    /// Its folder relative to the table (`corp_id=…/date=…/`, or empty).
+    pub dir: &'a str,
+    /// Its partition values.
+    pub partition_values: std::collections::HashMap<String, Option<String>>,
+    /// Rows, and the lowest and highest seq among them.
+    pub rows: u64,
+    pub first: u64,
+    pub last: u64,
+    /// False for OPTIMIZE's rewrites: the rows are not new.
+    pub data_change: bool,
+}
+
+/// Uploads `bytes` as a new file of the table at `base` (named by its seq range and a random
+/// token, so that writers never collide) and returns its `add` action, with the row count and
+/// the seq range as statistics.
+pub(super) fn upload(
+    target: &DeltaTarget,
+    base: &url::Url,
+    kind: TableKind,
+    file: DataFile<'_>,
+    bytes: Vec<u8>,
+) -> Result<Add, DeltaError> {
+    let rel = format!(
+        "{}part-{:020}-{:020}-{}.parquet",
+        file.dir,
+        file.first,
+        file.last,
+        uuid::Uuid::new_v4().simple()
+    );
+    let prefix = base.path().trim_start_matches('/');
+    let location = StorePath::parse(format!("{prefix}{rel}"))
+        .map_err(|e| DeltaError::Encode(kind.name(), e.to_string()))?;
+    let size = bytes.len() as i64;
+    target
+        .block_on(target.store().put(&location, PutPayload::from(bytes)))
+        .map_err(|e| DeltaError::Upload {
+            path: format!("{base}{rel}"),
+            source: e,
+        })?;
+    let stats = serde_json::json!({
+        "numRecords": file.rows,
+        "minValues": {"seq": file.first},
+        "maxValues": {"seq": file.last},
+    });
+    Ok(Add {
+        path: rel,
+        partition_values: file.partition_values,
+        size,
+        modification_time: jiff::Timestamp::now().as_millisecond(),
+        data_change: file.data_change,
+        stats: Some(stats.to_string()),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    })
 }

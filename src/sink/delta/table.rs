@@ -104,16 +104,20 @@ impl TableKind {
     }
 }
 
+/// The table `kind` under `target`, not loaded yet.
+fn handle(target: &DeltaTarget, kind: TableKind) -> Result<DeltaTable, DeltaError> {
+    let url = target.table_url(kind.name());
+    DeltaTableBuilder::from_url(url.clone())
+        .and_then(|b| b.with_storage_backend(target.store(), url.clone()).build())
+        .map_err(|e| DeltaError::table(kind, &url, e))
+}
+
 /// Loads the table `kind` under `target`, or `None` when there is none.
 pub fn load(target: &DeltaTarget, kind: TableKind) -> Result<Option<DeltaTable>, DeltaError> {
-    let url = target.table_url(kind.name());
+    let mut table = handle(target, kind)?;
+    let url = table.table_url().clone();
     let err = |e: DeltaTableError| DeltaError::table(kind, &url, e);
     target.block_on(async {
-        let mut table = DeltaTableBuilder::from_url(url.clone())
-            .map_err(err)?
-            .with_storage_backend(target.store(), url.clone())
-            .build()
-            .map_err(err)?;
         if !table.verify_deltatable_existence().await.map_err(err)? {
             return Ok(None);
         }
@@ -125,14 +129,10 @@ pub fn load(target: &DeltaTarget, kind: TableKind) -> Result<Option<DeltaTable>,
 /// Opens the table `kind` under `target`, creating it when it does not exist yet. Two writers
 /// creating it at once both end up with the one table.
 pub fn open(target: &DeltaTarget, kind: TableKind) -> Result<DeltaTable, DeltaError> {
-    let url = target.table_url(kind.name());
+    let mut table = handle(target, kind)?;
+    let url = table.table_url().clone();
     let err = |e: DeltaTableError| DeltaError::table(kind, &url, e);
     target.block_on(async {
-        let mut table = DeltaTableBuilder::from_url(url.clone())
-            .map_err(err)?
-            .with_storage_backend(target.store(), url.clone())
-            .build()
-            .map_err(err)?;
         if table.verify_deltatable_existence().await.map_err(err)? {
             table.load().await.map_err(err)?;
             return Ok(table);
