@@ -230,9 +230,9 @@ pub fn pull_corp(
             report
         }
     };
-    // Media and compaction after a pull work on Parquet files; Delta tables are optimized with
-    // `compact` (OPTIMIZE) on their own.
-    if let (Some(media_options), true, true) = (&options.media, report.caught_up(), files) {
+    // Compaction after a pull works on Parquet files; Delta tables are optimized with `compact`
+    // (OPTIMIZE) on their own.
+    if let (Some(media_options), true) = (&options.media, report.caught_up()) {
         report.media = Some(
             download_media(config, corp, media_options, stop, observer.media_bytes)
                 .map_err(|e| e.to_string()),
@@ -429,15 +429,27 @@ pub fn download_media(
     let make_source = || {
         crate::source::media_for_corp(config, corp).map_err(|e| ChunkError::Fatal(e.to_string()))
     };
-    let out = config.out_dir();
-    crate::migrate::refuse_legacy(&out).map_err(|e| MediaError::Scan {
+    let scan = |detail: String| MediaError::Scan {
         corp_id: corp.corp_id.clone(),
-        detail: e.to_string(),
+        detail,
+    };
+    let out = config.media_dir().map_err(|e| scan(e.to_string()))?;
+    let delta = config.delta_target().map_err(|source| MediaError::Delta {
+        corp_id: corp.corp_id.clone(),
+        source: Box::new(source),
     })?;
+    let tables = match &delta {
+        Some(target) => media::Tables::Delta(target),
+        None => {
+            crate::migrate::refuse_legacy(&out).map_err(|e| scan(e.to_string()))?;
+            media::Tables::Parquet
+        }
+    };
     media::run_corp(
         &config.state_path(),
         &corp.corp_id,
         &out,
+        tables,
         options,
         &make_source,
         on_bytes,

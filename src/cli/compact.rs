@@ -173,10 +173,8 @@ fn delta_root(args: &Args) -> anyhow::Result<Option<String>> {
         (None, Some(out)) => out.clone(),
         (None, None) => return Ok(None),
     };
-    let s = root.to_string_lossy().into_owned();
-    let delta = wecom_archive::sink::delta::is_url(&s)
-        || layout::messages_root(&root).join("_delta_log").is_dir();
-    Ok(delta.then_some(s))
+    let delta = wecom_archive::sink::delta::is_delta_tree(&root);
+    Ok(delta.then(|| root.to_string_lossy().into_owned()))
 }
 
 /// What `compact --json` prints for Delta tables.
@@ -200,11 +198,7 @@ fn optimize(args: &Args, root: &str) -> anyhow::Result<ExitCode> {
     let delta = DeltaTarget::open(root)?;
     let props = wecom_archive::sink::parquet::ParquetOptions::default().writer_properties()?;
     let mut summary = OptimizeSummary::default();
-    for kind in [
-        TableKind::Messages,
-        TableKind::DeadLetters,
-        TableKind::Findings,
-    ] {
+    for kind in TableKind::ALL {
         if read::view(&delta, kind)?.version.is_none() {
             continue;
         }

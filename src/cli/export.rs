@@ -119,6 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let tz = jiff::tz::TimeZone::get(&tz_name)
         .with_context(|| format!("time zone {tz_name:?} is not an IANA time zone"))?;
+    super::refuse_delta(&out, "export")?;
     wecom_archive::migrate::refuse_legacy(&out)?;
     let selector = match (&args.conversation, &args.user) {
         (Some(c), _) => Selector::Conversation(c.clone()),

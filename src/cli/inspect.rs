@@ -28,6 +28,7 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    super::refuse_delta(&args.dir, "inspect")?;
     wecom_archive::migrate::refuse_legacy(&args.dir)?;
     let inv = scan(&args.dir)?;
     let state = wecom_archive::sink::layout::state_path(&args.dir);

@@ -37,6 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("give --config FILE or --out DIR"),
     };
+    super::refuse_delta(&out, "migrate")?;
     if !out.is_dir() {
         bail!(
             "{} is not a folder: give the output root of demo, pull or decrypt",

@@ -444,3 +444,16 @@ fn select_corps<'c>(
     }
     Ok(corps)
 }
+
+/// Fails when the output root `out` holds Delta tables: `command` reads and writes Parquet trees.
+fn refuse_delta(out: &std::path::Path, command: &str) -> anyhow::Result<()> {
+    if wecom_archive::sink::delta::is_delta_tree(out) {
+        anyhow::bail!(
+            "{} holds Delta tables (format = \"delta\"): `{command}` works on Parquet trees only. \
+             Read Delta tables with the deltalake package, Polars read_delta, DuckDB delta_scan \
+             or Spark (README: \"Delta Lake and object storage\")",
+            out.display()
+        );
+    }
+    Ok(())
+}

@@ -75,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
+    super::refuse_delta(&out, "retry-dead-letters")?;
     for (ver, pem) in &args.keys {
         keyring
             .add_pem_file(*ver, pem)

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(out)) => (out.clone(), layout::state_path(out), None),
         (None, None) => bail!("give --config FILE or --out DIR"),
     };
+    super::refuse_delta(&out, "scan")?;
     let Some(rules) = args.rules.load()?.or(config_rules) else {
         bail!(
             "no rules to scan with: give --rules FILE, or `rules = \"rules.toml\"` in the config"

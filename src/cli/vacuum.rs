@@ -66,11 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = delta_root(&args.config.path, &args.out)?;
     let target = DeltaTarget::open(&root)?;
     let mut summary = VacuumSummary::default();
-    for kind in [
-        TableKind::Messages,
-        TableKind::DeadLetters,
-        TableKind::Findings,
-    ] {
+    for kind in TableKind::ALL {
         if read::view(&target, kind)?.version.is_none() {
             continue;
         }

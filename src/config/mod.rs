@@ -402,6 +402,15 @@ impl Config {
                     self.out.display()
                 )));
             }
+            if self.media.on_pull {
+                self.media_dir()?;
+            }
+        } else if self.media.dir.is_some() {
+            return Err(self.invalid(
+                "[media] dir is for an object-storage out (s3://): with a folder out, media files \
+                 go under it, where the media table's paths point"
+                    .to_owned(),
+            ));
         }
         jiff::tz::TimeZone::get(&self.timezone).map_err(|e| {
             self.invalid(format!(
@@ -449,6 +458,28 @@ impl Config {
         } else {
             self.base_dir.join(p)
         }
+    }
+
+    /// The local folder of downloaded media files: `[media] dir`, else the output folder (a
+    /// `file://` URL's path). An `s3://` output has none unless `[media] dir` names one.
+    pub fn media_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.media.dir {
+            return Ok(self.resolve(dir));
+        }
+        if !self.out_is_url() {
+            return Ok(self.out_dir());
+        }
+        let out = self.out.to_string_lossy();
+        url::Url::parse(&out)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| {
+                self.invalid(format!(
+                    "out = {out:?} is object storage: media files are downloaded to a local \
+                     folder, set [media] dir = \"PATH\""
+                ))
+            })
     }
 
     /// The Parquet root (a URL `out` is returned as it is).
@@ -600,6 +631,27 @@ keys = { 1 = "k1.pem", 2 = "/abs/k2.pem" }
             ]
         );
         assert_eq!(c.timezone, "Asia/Shanghai");
+    }
+
+    #[test]
+    fn media_files_go_under_the_folder_out_or_media_dir_for_object_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: &str| Config::load(&write(dir.path(), text));
+        let c = load("out = \"arch\"\n").unwrap();
+        assert_eq!(c.media_dir().unwrap(), dir.path().join("arch"));
+        let c =
+            load("out = \"file:///data/arch\"\nformat = \"delta\"\nstate = \"s.db\"\n").unwrap();
+        assert_eq!(c.media_dir().unwrap(), PathBuf::from("/data/arch"));
+        let s3 = "out = \"s3://b/p\"\nformat = \"delta\"\nstate = \"s.db\"\n";
+        let err = load(s3).unwrap().media_dir().unwrap_err();
+        assert!(err.to_string().contains("set [media] dir"), "{err}");
+        let err = load(&format!("{s3}[media]\non_pull = true\n")).unwrap_err();
+        assert!(err.to_string().contains("set [media] dir"), "{err}");
+        let c = load(&format!("{s3}[media]\non_pull = true\ndir = \"m\"\n")).unwrap();
+        assert_eq!(c.media_dir().unwrap(), dir.path().join("m"));
+        // A folder out keeps its media under it, where the media table's paths point.
+        let err = load("out = \"arch\"\n[media]\ndir = \"m\"\n").unwrap_err();
+        assert!(err.to_string().contains("[media] dir is for"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct MediaSection {
     pub max_size: Option<u64>,
     /// Parallel downloads.
     pub concurrency: Option<usize>,
+    /// The local folder of the downloaded files when `out` is a URL (needed for `s3://`, whose
+    /// media table lives in the bucket while the files stay on this disk); a folder `out` keeps
+    /// them under it.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[compaction]`: merging a day's small Parquet files once the day is closed.

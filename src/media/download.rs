@@ -149,6 +149,14 @@ pub enum MediaError {
         /// What went wrong.
         detail: String,
     },
+    /// The media table (Delta) could not be read or written.
+    #[error("corp {corp_id}: {source}")]
+    Delta {
+        /// The corp.
+        corp_id: String,
+        /// The error.
+        source: Box<crate::sink::delta::DeltaError>,
+    },
 }
 
 /// Downloads the files of one corp, one at a time (run several for concurrency).

@@ -5,10 +5,11 @@
 //!   sources, in [`crate::source::media`];
 //! * [`download`]: the resumable, verified chunk loop for one file;
 //! * [`store`]: content-addressed paths, `corp_id=<corp>/media/<2 hex>/<sha256>.<ext>`;
-//! * [`table`]: the media table (Parquet) joining messages to files.
+//! * [`table`]: the media table joining messages to files (a Parquet file per corp, or the
+//!   corp's partition of the `media_files` Delta table).
 //!
 //! [`run_corp`] ties them together: it finds the media references in a corp's committed
-//! Parquet rows (re-parsing `raw_json`, so items inside `mixed`/`chatrecord` count too),
+//! message rows (re-parsing `raw_json`, so items inside `mixed`/`chatrecord` count too),
 //! registers them in the state database, downloads what is missing with a few workers, and
 //! rewrites the media table. Progress per file is in the state database ([`crate::state`]), so a
 //! run that is killed resumes each file from its last durable chunk.
@@ -30,7 +31,18 @@ use parquet::arrow::ProjectionMask;
 pub use crate::source::media::{ChunkError, MediaChunk, MediaSource};
 pub use download::{DownloadOptions, Downloader, Md5Check, MediaError, Outcome};
 
+use crate::sink::delta::{read as delta_read, DeltaTarget, TableKind};
 use crate::state::{NewMediaRef, StateStore};
+
+/// Where a corp's message rows are read and its media table is written. The downloaded files
+/// themselves always go to a local folder (the `out` of [`run_corp`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Tables<'a> {
+    /// Parquet files under the output root.
+    Parquet,
+    /// Delta tables (`format = "delta"`).
+    Delta(&'a DeltaTarget),
+}
 
 /// What to download.
 #[derive(Debug, Clone)]
@@ -143,47 +155,87 @@ impl MediaStats {
     }
 }
 
-/// Registers the media references of `corp_id`'s committed Parquet files under the output root
-/// `out` that were not scanned before (committed files never change, so each is read once);
-/// returns how many references the new files held.
+/// Registers the media references of `corp_id`'s committed message files (Parquet files under
+/// the output root `out`, or the live files of the Delta `messages` table) that were not scanned
+/// before (committed files never change, so each is read once); returns how many references the
+/// new files held.
 pub fn register_references(
     store: &mut StateStore,
     corp_id: &str,
     out: &Path,
+    tables: Tables<'_>,
 ) -> Result<u64, MediaError> {
-    let corp_dir = &crate::sink::layout::corp_messages(out, corp_id);
-    let mut files = Vec::new();
-    collect_parquet(corp_dir, &mut files).map_err(|e| MediaError::Scan {
+    let scan = |detail: String| MediaError::Scan {
         corp_id: corp_id.to_owned(),
-        detail: e.to_string(),
-    })?;
+        detail,
+    };
     let seen = store.media_scanned_files(corp_id)?;
     let mut found = 0;
-    for f in files {
-        let rel = f
-            .strip_prefix(corp_dir)
-            .unwrap_or(&f)
-            .to_string_lossy()
-            .into_owned();
-        if seen.contains(&rel) {
-            continue;
-        }
-        let mut refs = Vec::new();
-        if let Err(detail) = read_refs(&f, &mut refs) {
-            if !f.exists() {
-                // Compacted away since it was listed: the file that replaced it holds its rows
-                // and is scanned in its turn.
-                continue;
-            }
-            return Err(MediaError::Scan {
-                corp_id: corp_id.to_owned(),
-                detail: format!("{}: {detail}", f.display()),
-            });
-        }
+    let mut register = |store: &mut StateStore, key: String, refs: Vec<NewMediaRef>| {
         // References first, then the file as scanned: a crash in between rescans (harmless).
         store.add_media_refs(corp_id, &refs)?;
-        store.mark_media_scanned(corp_id, &rel)?;
+        store.mark_media_scanned(corp_id, &key)?;
         found += refs.len() as u64;
+        Ok::<_, MediaError>(())
+    };
+    match tables {
+        Tables::Parquet => {
+            let corp_dir = &crate::sink::layout::corp_messages(out, corp_id);
+            let mut files = Vec::new();
+            collect_parquet(corp_dir, &mut files).map_err(|e| scan(e.to_string()))?;
+            for f in files {
+                let rel = f
+                    .strip_prefix(corp_dir)
+                    .unwrap_or(&f)
+                    .to_string_lossy()
+                    .into_owned();
+                if seen.contains(&rel) {
+                    continue;
+                }
+                let mut refs = Vec::new();
+                let read = std::fs::File::open(&f)
+                    .map_err(|e| e.to_string())
+                    .and_then(|file| read_refs(file, &mut refs));
+                if let Err(detail) = read {
+                    if !f.exists() {
+                        // Compacted away since it was listed: the file that replaced it holds
+                        // its rows and is scanned in its turn.
+                        continue;
+                    }
+                    return Err(scan(format!("{}: {detail}", f.display())));
+                }
+                register(store, rel, refs)?;
+            }
+        }
+        Tables::Delta(target) => {
+            let delta = |source| MediaError::Delta {
+                corp_id: corp_id.to_owned(),
+                source: Box::new(source),
+            };
+            let view = delta_read::view(target, TableKind::Messages).map_err(delta)?;
+            let ours = Some(corp_id.to_owned());
+            for f in view.files {
+                // Delta file names are unique in the table; the prefix keeps them apart from a
+                // Parquet tree's names in the same state database.
+                let key = format!("delta:{}", f.path);
+                if f.partition.get("corp_id") != Some(&ours) || seen.contains(&key) {
+                    continue;
+                }
+                let bytes = match delta_read::read_file(target, TableKind::Messages, &f) {
+                    Ok(b) => b,
+                    // Merged by OPTIMIZE and vacuumed since the listing: the merged file holds
+                    // its rows and is scanned in its turn.
+                    Err(crate::sink::delta::DeltaError::Store {
+                        source: object_store::Error::NotFound { .. },
+                        ..
+                    }) => continue,
+                    Err(e) => return Err(delta(e)),
+                };
+                let mut refs = Vec::new();
+                read_refs(bytes, &mut refs).map_err(|d| scan(format!("{}: {d}", f.path)))?;
+                register(store, key, refs)?;
+            }
+        }
     }
     Ok(found)
 }
@@ -198,7 +250,10 @@ pub fn scan_references(corp_id: &str, out: &Path) -> Result<Vec<NewMediaRef>, Me
     })?;
     let mut out = Vec::new();
     for f in files {
-        read_refs(&f, &mut out).map_err(|detail| MediaError::Scan {
+        let read = std::fs::File::open(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|file| read_refs(file, &mut out));
+        read.map_err(|detail| MediaError::Scan {
             corp_id: corp_id.to_owned(),
             detail: format!("{}: {detail}", f.display()),
         })?;
@@ -226,9 +281,11 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn read_refs(path: &Path, out: &mut Vec<NewMediaRef>) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+fn read_refs<R: parquet::file::reader::ChunkReader + 'static>(
+    input: R,
+    out: &mut Vec<NewMediaRef>,
+) -> Result<(), String> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| e.to_string())?;
     let schema = builder.parquet_schema();
     let wanted: Vec<usize> = ["seq", "msgid", "media_count", "raw_json"]
         .iter()
@@ -302,9 +359,10 @@ pub fn lock_corp(corp_id: &str, out: &Path) -> Result<std::fs::File, MediaError>
     }
 }
 
-/// Downloads the media of one corp: registers the references found in its Parquet rows, fetches
+/// Downloads the media of one corp: registers the references found in its message rows, fetches
 /// every file not yet complete (resuming partial ones; files that failed permanently are not
-/// tried again), and rewrites the media table.
+/// tried again) into the local folder `out`, and rewrites the media table (a Parquet file under
+/// `out`, or the corp's partition of the Delta table).
 ///
 /// `make_source` makes one source per worker; `on_bytes` sees every chunk's size (progress).
 /// Setting `stop` ends the run after the chunks in flight (progress is durable per chunk).
@@ -313,6 +371,7 @@ pub fn run_corp(
     state_path: &Path,
     corp_id: &str,
     out: &Path,
+    tables: Tables<'_>,
     options: &MediaOptions,
     make_source: &(dyn Fn() -> Result<Box<dyn MediaSource>, ChunkError> + Sync),
     on_bytes: &(dyn Fn(u64) + Sync),
@@ -322,7 +381,7 @@ pub fn run_corp(
     let _lock = lock_corp(corp_id, out)?;
     let mut store = StateStore::open(state_path)?;
     let mut stats = MediaStats {
-        new_references: register_references(&mut store, corp_id, out)?,
+        new_references: register_references(&mut store, corp_id, out, tables)?,
         ..MediaStats::default()
     };
     let mut todo = Vec::new();
@@ -366,12 +425,22 @@ pub fn run_corp(
         return Err(e);
     }
     let rows = store.media_refs(corp_id)?;
-    table::write_table(out, corp_id, &rows).map_err(|source| MediaError::Io {
-        corp_id: corp_id.to_owned(),
-        sdkfileid: String::new(),
-        path: crate::sink::layout::corp_media_files(out, corp_id),
-        source,
-    })?;
+    match tables {
+        Tables::Parquet => {
+            table::write_table(out, corp_id, &rows).map_err(|source| MediaError::Io {
+                corp_id: corp_id.to_owned(),
+                sdkfileid: String::new(),
+                path: crate::sink::layout::corp_media_files(out, corp_id),
+                source,
+            })?;
+        }
+        Tables::Delta(target) => {
+            table::write_delta(target, corp_id, &rows).map_err(|source| MediaError::Delta {
+                corp_id: corp_id.to_owned(),
+                source: Box::new(source),
+            })?
+        }
+    }
     let mut stats = stats.into_inner().expect("stats lock");
     stats.elapsed = started.elapsed();
     Ok(stats)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, Int32Array, Int64Array, StringArray};
+use arrow_array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use wecom_archive::sink::layout;
 use wecom_archive::state::{MediaStatus, StateStore};
@@ -16,13 +16,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
 const CORP: &str = "wwsimmedia";
 
 fn write_config(dir: &Path, messages: u64) -> PathBuf {
+    write_config_with(dir, "out = \"archive\"", messages)
+}
+
+/// A config of the simulated corp with `head` (the output settings) before its sections.
+fn write_config_with(dir: &Path, head: &str, messages: u64) -> PathBuf {
     let cfg = dir.join("wecom-archive.toml");
     std::fs::write(
         &cfg,
         format!(
             r#"
-out = "archive"
 timezone = "UTC"
+{head}
 
 [[corp]]
 corp_id = "{CORP}"
@@ -68,44 +73,47 @@ fn media_table(out: &Path) -> Vec<Row> {
         .unwrap();
     let mut rows = Vec::new();
     for b in reader {
-        let b = b.unwrap();
-        let s = |n: &str| {
-            b.column_by_name(n)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap()
-                .clone()
-        };
-        let (msgid, kind, status, md5, path, sha) = (
-            s("msgid"),
-            s("kind"),
-            s("status"),
-            s("md5"),
-            s("path"),
-            s("sha256"),
-        );
-        let size = b
-            .column_by_name("size")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .clone();
-        let opt = |a: &StringArray, i| (!a.is_null(i)).then(|| a.value(i).to_owned());
-        for i in 0..b.num_rows() {
-            rows.push(Row {
-                msgid: msgid.value(i).to_owned(),
-                kind: kind.value(i).to_owned(),
-                status: status.value(i).to_owned(),
-                md5: opt(&md5, i),
-                path: opt(&path, i),
-                size: (!size.is_null(i)).then(|| size.value(i) as u64),
-                sha256: opt(&sha, i),
-            });
-        }
+        media_rows_of(&b.unwrap(), &mut rows);
     }
     rows
+}
+
+fn media_rows_of(b: &RecordBatch, rows: &mut Vec<Row>) {
+    let s = |n: &str| {
+        b.column_by_name(n)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone()
+    };
+    let (msgid, kind, status, md5, path, sha) = (
+        s("msgid"),
+        s("kind"),
+        s("status"),
+        s("md5"),
+        s("path"),
+        s("sha256"),
+    );
+    let size = b
+        .column_by_name("size")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .clone();
+    let opt = |a: &StringArray, i| (!a.is_null(i)).then(|| a.value(i).to_owned());
+    for i in 0..b.num_rows() {
+        rows.push(Row {
+            msgid: msgid.value(i).to_owned(),
+            kind: kind.value(i).to_owned(),
+            status: status.value(i).to_owned(),
+            md5: opt(&md5, i),
+            path: opt(&path, i),
+            size: (!size.is_null(i)).then(|| size.value(i) as u64),
+            sha256: opt(&sha, i),
+        });
+    }
 }
 
 /// msgid → media_count of every message row.
@@ -131,20 +139,23 @@ fn messages_with_media(root: &Path) -> BTreeMap<String, u32> {
                 .build()
                 .unwrap();
             for b in reader {
-                let b = b.unwrap();
-                let ids = b.column_by_name("msgid").unwrap();
-                let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
-                let n = b.column_by_name("media_count").unwrap();
-                let n = n.as_any().downcast_ref::<Int32Array>().unwrap();
-                for i in 0..b.num_rows() {
-                    if n.value(i) > 0 {
-                        out.insert(ids.value(i).to_owned(), n.value(i) as u32);
-                    }
-                }
+                media_counts_of(&b.unwrap(), &mut out);
             }
         }
     }
     out
+}
+
+fn media_counts_of(b: &RecordBatch, out: &mut BTreeMap<String, u32>) {
+    let ids = b.column_by_name("msgid").unwrap();
+    let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+    let n = b.column_by_name("media_count").unwrap();
+    let n = n.as_any().downcast_ref::<Int32Array>().unwrap();
+    for i in 0..b.num_rows() {
+        if n.value(i) > 0 {
+            out.insert(ids.value(i).to_owned(), n.value(i) as u32);
+        }
+    }
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -173,8 +184,12 @@ fn assert_final_files_complete(out: &Path) -> usize {
 
 /// The whole media table is done and verified, and joins every message that has media.
 fn assert_all_media_verified(out: &Path) {
-    let rows = media_table(out);
-    let with_media = messages_with_media(out);
+    assert_media_verified(media_table(out), messages_with_media(out), out);
+}
+
+/// `rows` (the media table) are all done and verified, with their files under `files` (the
+/// media folder), and join every message of `with_media`.
+fn assert_media_verified(rows: Vec<Row>, with_media: BTreeMap<String, u32>, files: &Path) {
     let mut per_msg = BTreeMap::<&str, u32>::new();
     for r in &rows {
         *per_msg.entry(&r.msgid).or_default() += 1;
@@ -185,8 +200,8 @@ fn assert_all_media_verified(out: &Path) {
             "ok"
         };
         assert_eq!(r.md5.as_deref(), Some(want), "{r:?}");
-        // `path` is relative to the output root.
-        let path = out.join(r.path.as_ref().unwrap());
+        // `path` is relative to the media folder.
+        let path = files.join(r.path.as_ref().unwrap());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(Some(bytes.len() as u64), r.size);
         assert_eq!(Some(sha256_hex(&bytes)), r.sha256);
@@ -199,8 +214,8 @@ fn assert_all_media_verified(out: &Path) {
     assert_eq!(per_msg, with_media);
     let kinds: BTreeSet<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
     assert!(kinds.len() >= 5, "{kinds:?}");
-    assert_final_files_complete(out);
-    let partial: Vec<_> = std::fs::read_dir(layout::corp_media(out, CORP).join(".partial"))
+    assert_final_files_complete(files);
+    let partial: Vec<_> = std::fs::read_dir(layout::corp_media(files, CORP).join(".partial"))
         .map(|d| d.flatten().filter(|e| e.file_name() != ".lock").collect())
         .unwrap_or_default();
     assert!(partial.is_empty(), "{partial:?}");
@@ -322,4 +337,116 @@ fn the_config_media_section_downloads_on_pull() {
             .all(|r| (r.kind == "image") == (r.status == "done")),
         "{rows:?}"
     );
+}
+
+/// The media table and the messages' media counts of the Delta tables under `target`, with the
+/// number of live files of the corp's media partition.
+fn delta_media(
+    target: &wecom_archive::sink::delta::DeltaTarget,
+) -> (Vec<Row>, BTreeMap<String, u32>, usize) {
+    use wecom_archive::sink::delta::{read, TableKind};
+    let ours = |p: &read::PartitionValues| p.get("corp_id") == Some(&Some(CORP.to_owned()));
+    let mut rows = Vec::new();
+    for (p, b) in read::read_rows(target, TableKind::MediaFiles).unwrap() {
+        if ours(&p) {
+            media_rows_of(&b, &mut rows);
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for (p, b) in read::read_rows(target, TableKind::Messages).unwrap() {
+        if ours(&p) {
+            media_counts_of(&b, &mut counts);
+        }
+    }
+    let files = read::view(target, TableKind::MediaFiles)
+        .unwrap()
+        .files
+        .iter()
+        .filter(|f| ours(&f.partition))
+        .count();
+    (rows, counts, files)
+}
+
+/// Media with Delta output: the references come from the Delta `messages` table, the files go to
+/// the local media folder, and the `media_files` table is the corp's partition, replaced in one
+/// commit by every run (one live file).
+fn delta_media_run(out: &str, media_dir: Option<&str>, env: &[(String, String)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let media = media_dir.map_or(String::new(), |d| format!("\n[media]\ndir = \"{d}\""));
+    let head =
+        format!("out = \"{out}\"\nformat = \"delta\"\nstate = \"state/state.sqlite\"{media}");
+    let write = |messages: u64| write_config_with(dir.path(), &head, messages);
+    let run = |cfg: &Path, args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(cfg)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let files = match media_dir {
+        Some(d) => dir.path().join(d),
+        None => PathBuf::from(out),
+    };
+    let target = wecom_archive::sink::delta::DeltaTarget::open_with(out, env).unwrap();
+    let cfg = write(1200);
+    let text = run(&cfg, &["pull", "--once", "--media", "--concurrency", "3"]);
+    assert!(text.contains("1200 records in"), "{text}");
+    assert!(text.contains("0 failed, 0 failed permanently"), "{text}");
+    let (rows, counts, live) = delta_media(&target);
+    assert_eq!(live, 1);
+    assert_media_verified(rows, counts, &files);
+    let text = run(&cfg, &["media"]);
+    assert!(
+        text.contains("media: 0 new media references, 0 files tried"),
+        "{text}"
+    );
+    // More messages land: only their media is new, and the partition is replaced, not added to.
+    let cfg = write(1500);
+    let text = run(&cfg, &["pull", "--once", "--media"]);
+    assert!(text.contains("300 records in"), "{text}");
+    assert!(!text.contains("media: 0 new media references"), "{text}");
+    let (rows, counts, live) = delta_media(&target);
+    assert_eq!(live, 1);
+    assert_media_verified(rows, counts, &files);
+}
+
+#[test]
+fn media_with_delta_output_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The folder's own path: media files go under it, as with Parquet.
+    delta_media_run(out.to_str().unwrap(), None, &[]);
+}
+
+#[test]
+fn media_with_delta_output_on_s3_keeps_files_in_the_media_dir() {
+    let Some(s3) = crate::s3::S3Server::start() else {
+        return;
+    };
+    let out = format!("s3://{}/media", s3.bucket());
+    // Without a local folder for the files, the config says what to set.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "out = \"{out}\"\nformat = \"delta\"\nstate = \"s.sqlite\"\n[media]\non_pull = true\n\
+             [[corp]]\ncorp_id = \"{CORP}\"\nsource = \"sim\"\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["pull", "--once", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("set [media] dir"), "{err}");
+    delta_media_run(&out, Some("media-files"), &s3.env());
 }

@@ -530,3 +530,130 @@ fn a_url_out_without_delta_or_state_is_refused_with_the_fix() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+#[test]
+fn parquet_only_commands_refuse_a_delta_tree_and_say_how_to_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    let out = dir.path().join("out");
+    let o = demo(out.to_str().unwrap(), "wwrefuse00001", 50, 0, &rules, &[])
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let out = out.to_str().unwrap();
+    let to = dir.path().join("export");
+    let to = to.to_str().unwrap();
+    let rules = rules.to_str().unwrap();
+    let corp = ["--corp", "wwrefuse00001"];
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("inspect", vec!["inspect", out]),
+        ("scan", vec!["scan", "--out", out, "--rules", rules]),
+        (
+            "export",
+            [
+                &["export", "--out", out][..],
+                &corp,
+                &["--user", "u1", "--format", "csv", "--to-dir", to],
+            ]
+            .concat(),
+        ),
+        (
+            "retry-dead-letters",
+            [&["retry-dead-letters", "--out", out][..], &corp].concat(),
+        ),
+        ("migrate", vec!["migrate", "--out", out]),
+    ];
+    for (command, args) in cases {
+        let o = cli(&args, &[]);
+        assert!(!o.status.success(), "{command}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("holds Delta tables") && err.contains(&format!("`{command}`")),
+            "{command}: {err}"
+        );
+        assert!(err.contains("read_delta"), "{command}: {err}");
+    }
+    // Nothing was touched: the demo's rows are all there.
+    let target = DeltaTarget::open(out).unwrap();
+    let s = seen(&target);
+    assert_eq!(s.rows["wwrefuse00001"].len(), 50);
+}
+
+/// The paths `strace -y` shows fsynced, in order (`None` when strace is not installed).
+fn fsynced_paths(cmd: &mut Command, trace: &Path) -> Option<Vec<String>> {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let status = Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync", "-o"])
+        .arg(trace)
+        .arg(program)
+        .args(args)
+        .env("WECOM_ARCHIVE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    assert!(status.success());
+    let text = std::fs::read_to_string(trace).unwrap();
+    let paths = text
+        .lines()
+        .filter_map(|l| {
+            let call = l.find("fsync(")?;
+            let rest = &l[call..];
+            let (start, end) = (rest.find('<')?, rest.find('>')?);
+            Some(rest[start + 1..end].to_owned())
+        })
+        .collect();
+    Some(paths)
+}
+
+#[test]
+fn each_local_commit_is_fsynced_after_the_data_files_it_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    let out = dir.path().join("out");
+    let mut cmd = demo(out.to_str().unwrap(), "wwfsync000001", 600, 97, &rules, &[]);
+    let Some(synced) = fsynced_paths(&mut cmd, &dir.path().join("strace.txt")) else {
+        eprintln!("skipped: strace is not installed (.ci/run installs it)");
+        return;
+    };
+    let position = |p: &Path| synced.iter().position(|s| Path::new(s) == p);
+    let mut commits = 0;
+    for table in ["messages", "dead_letters", "findings"] {
+        let log = out.join(table).join("_delta_log");
+        for entry in std::fs::read_dir(&log).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // Version 0 creates the table: no data, nothing to lose.
+            if !name.ends_with(".json") || name.starts_with("00000000000000000000") {
+                continue;
+            }
+            let at = position(&path).unwrap_or_else(|| panic!("{name} of {table} never fsynced"));
+            let synced_between = |from: usize, to: usize, p: &Path| {
+                synced[from..to].iter().any(|s| Path::new(s) == p)
+            };
+            assert!(
+                synced_between(at + 1, synced.len(), &log),
+                "{table}/_delta_log not fsynced after {name}"
+            );
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let action: serde_json::Value = serde_json::from_str(line).unwrap();
+                let Some(add) = action["add"]["path"].as_str() else {
+                    continue;
+                };
+                let decoded = percent_encoding::percent_decode_str(add).decode_utf8_lossy();
+                let file = out.join(table).join(decoded.as_ref());
+                let synced_at = position(&file)
+                    .unwrap_or_else(|| panic!("{file:?} of {table}/{name} never fsynced"));
+                assert!(synced_at < at, "{file:?} fsynced after {table}/{name}");
+                assert!(
+                    synced_between(synced_at + 1, at, file.parent().unwrap()),
+                    "the folder of {file:?} not fsynced before {table}/{name}"
+                );
+                commits += 1;
+            }
+        }
+    }
+    // 600 records committed every 120: five commits of messages at least.
+    assert!(commits >= 5, "{commits}");
+}

@@ -42,6 +42,15 @@ pub fn is_url(out: &str) -> bool {
     out.starts_with("s3://") || out.starts_with("s3a://") || out.starts_with("file://")
 }
 
+/// True when the output root `out` holds Delta tables: a URL, or a folder whose `messages`
+/// table has a Delta log.
+pub fn is_delta_tree(out: &Path) -> bool {
+    is_url(&out.to_string_lossy())
+        || crate::sink::layout::messages_root(out)
+            .join("_delta_log")
+            .is_dir()
+}
+
 impl DeltaTarget {
     /// Opens `out`: a local folder (created when missing), `file:///abs/path`, or
     /// `s3://bucket/prefix`, with S3 settings from the environment.
@@ -124,6 +133,31 @@ impl DeltaTarget {
     /// The store, rooted at the bucket (or at `/` for local files).
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
+    }
+
+    /// Makes a file the store has written durable, when the store is a local disk: its puts
+    /// rename without an fsync, and after a power loss a log entry could then survive the data
+    /// files it adds. A put to object storage is durable when it returns; nothing to do there.
+    pub fn sync_local(&self, url: &Url) -> Result<(), DeltaError> {
+        if url.scheme() != "file" {
+            return Ok(());
+        }
+        let Ok(path) = url.to_file_path() else {
+            return Ok(());
+        };
+        let fail = |source| DeltaError::Sync {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(fail)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` to completion on the target's runtime (the pipeline's writer is a plain thread).

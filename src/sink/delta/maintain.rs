@@ -162,7 +162,8 @@ fn merge(
                 let got = target.store().get(&location).await?;
                 got.bytes().await
             })
-            .map_err(|e| DeltaError::Upload {
+            .map_err(|e| DeltaError::Store {
+                action: "reading",
                 path: f.add.path.clone(),
                 source: e,
             })?;

@@ -13,6 +13,7 @@ mod dead_letters;
 mod location;
 pub mod maintain;
 pub mod read;
+mod replace;
 mod staged;
 pub mod table;
 
@@ -22,7 +23,8 @@ use arrow_array::RecordBatch;
 use parquet::file::properties::WriterProperties;
 
 pub use dead_letters::DeadLetterRows;
-pub use location::{is_url, DeltaTarget};
+pub use location::{is_delta_tree, is_url, DeltaTarget};
+pub use replace::replace_corp;
 pub use table::{app_id, TableKind};
 
 use crate::sink::dead_letter::DeadLetter;
@@ -56,13 +58,23 @@ pub enum DeltaError {
     /// Rows could not be encoded as Parquet.
     #[error("encoding Parquet for the Delta table {0}: {1}")]
     Encode(&'static str, String),
-    /// A data file could not be uploaded.
-    #[error("uploading {path}: {source}")]
-    Upload {
+    /// A data file could not be uploaded or read.
+    #[error("{action} {path}: {source}")]
+    Store {
+        /// `uploading` or `reading`.
+        action: &'static str,
         /// The file's URL.
         path: String,
         /// The error.
         source: deltalake_core::ObjectStoreError,
+    },
+    /// A file written to a local disk could not be made durable.
+    #[error("making {path} durable (fsync): {source}")]
+    Sync {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
     },
     /// Another writer committed this corp first: this run's batch is discarded whole (its files
     /// stay unreferenced), and a new run resumes after the other writer's seq.

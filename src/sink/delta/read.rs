@@ -70,21 +70,10 @@ pub fn read_rows(
     kind: TableKind,
 ) -> Result<Vec<(PartitionValues, RecordBatch)>, DeltaError> {
     let view = view(target, kind)?;
-    let base = target.table_url(kind.name());
-    let prefix = base.path().trim_start_matches('/').to_owned();
     let mut out = Vec::new();
     for f in view.files {
         let fail = |e: String| DeltaError::Encode(kind.name(), format!("reading {}: {e}", f.path));
-        let decoded = percent_encoding::percent_decode_str(&f.path).decode_utf8_lossy();
-        let location =
-            StorePath::parse(format!("{prefix}{decoded}")).map_err(|e| fail(e.to_string()))?;
-        let bytes: Bytes = target
-            .block_on(async { target.store().get(&location).await?.bytes().await })
-            .map_err(|e| DeltaError::Upload {
-                path: format!("{base}{}", f.path),
-                source: e,
-            })?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        let reader = ParquetRecordBatchReaderBuilder::try_new(read_file(target, kind, &f)?)
             .and_then(|b| b.build())
             .map_err(|e| fail(e.to_string()))?;
         for batch in reader {
@@ -92,6 +81,22 @@ pub fn read_rows(
         }
     }
     Ok(out)
+}
+
+/// The bytes of one live file of `kind`.
+pub fn read_file(target: &DeltaTarget, kind: TableKind, f: &LiveFile) -> Result<Bytes, DeltaError> {
+    let base = target.table_url(kind.name());
+    let prefix = base.path().trim_start_matches('/');
+    let decoded = percent_encoding::percent_decode_str(&f.path).decode_utf8_lossy();
+    let location = StorePath::parse(format!("{prefix}{decoded}"))
+        .map_err(|e| DeltaError::Encode(kind.name(), format!("reading {}: {e}", f.path)))?;
+    target
+        .block_on(async { target.store().get(&location).await?.bytes().await })
+        .map_err(|e| DeltaError::Store {
+            action: "reading",
+            path: format!("{base}{}", f.path),
+            source: e,
+        })
 }
 
 /// The `seq` of every row of `kind`, per corp (rows without a seq are left out).

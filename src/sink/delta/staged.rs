@@ -221,10 +221,14 @@ pub(super) fn upload(
     let size = bytes.len() as i64;
     target
         .block_on(target.store().put(&location, PutPayload::from(bytes)))
-        .map_err(|e| DeltaError::Upload {
+        .map_err(|e| DeltaError::Store {
+            action: "uploading",
             path: format!("{base}{rel}"),
             source: e,
         })?;
+    if let Ok(url) = base.join(&rel) {
+        target.sync_local(&url)?;
+    }
     let stats = serde_json::json!({
         "numRecords": file.rows,
         "minValues": {"seq": file.first},

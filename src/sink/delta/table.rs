@@ -39,15 +39,27 @@ pub enum TableKind {
     DeadLetters,
     /// Rule matches (`findings`).
     Findings,
+    /// Message → media file references and their downloads (`media_files`), one file per corp,
+    /// replaced after every media run.
+    MediaFiles,
 }
 
 impl TableKind {
+    /// Every table of an archive.
+    pub const ALL: [TableKind; 4] = [
+        TableKind::Messages,
+        TableKind::DeadLetters,
+        TableKind::Findings,
+        TableKind::MediaFiles,
+    ];
+
     /// The table's folder under the root.
     pub fn name(self) -> &'static str {
         match self {
             TableKind::Messages => layout::MESSAGES,
             TableKind::DeadLetters => layout::DEAD_LETTERS,
             TableKind::Findings => layout::FINDINGS,
+            TableKind::MediaFiles => layout::MEDIA_FILES,
         }
     }
 
@@ -55,7 +67,7 @@ impl TableKind {
     pub fn partition_columns(self) -> &'static [&'static str] {
         match self {
             TableKind::Messages | TableKind::Findings => &["corp_id", "date"],
-            TableKind::DeadLetters => &["corp_id"],
+            TableKind::DeadLetters | TableKind::MediaFiles => &["corp_id"],
         }
     }
 
@@ -65,6 +77,7 @@ impl TableKind {
             TableKind::Messages => crate::model::schema::chat_schema(),
             TableKind::Findings => crate::compliance::findings::findings_schema(),
             TableKind::DeadLetters => super::dead_letters::schema(),
+            TableKind::MediaFiles => crate::media::table::media_schema(),
         };
         let fields: Vec<Field> = base
             .fields()
@@ -224,6 +237,32 @@ pub fn commit(
     commit_from(target, table, kind, txn, actions, operation, 3)
 }
 
+/// [`commit`] without a transaction and without trying a conflicting commit again: for commits
+/// whose actions must be made anew from the table as it is now (a `remove` of a file another
+/// writer removed first would fail again).
+pub(super) fn commit_once(
+    target: &DeltaTarget,
+    table: &mut DeltaTable,
+    kind: TableKind,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+) -> Result<i64, DeltaError> {
+    commit_from(target, table, kind, None, actions, operation, 0)
+}
+
+/// True when `e` is a commit that lost a race with another writer's commit.
+pub(super) fn is_conflict(e: &DeltaError) -> bool {
+    matches!(
+        e,
+        DeltaError::Table { source, .. } if matches!(
+            source.as_ref(),
+            DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+            }
+        )
+    )
+}
+
 fn commit_from(
     target: &DeltaTarget,
     table: &mut DeltaTable,
@@ -254,6 +293,7 @@ fn commit_from(
     match result {
         Ok(done) => {
             let version = done.version();
+            sync_log(target, &url, version)?;
             target
                 .block_on(table.update_incremental(Some(version)))
                 .map_err(|e| DeltaError::table(kind, &url, e))?;
@@ -302,6 +342,28 @@ fn commit_from(
         }
         Err(e) => Err(DeltaError::table(kind, &url, e)),
     }
+}
+
+/// Makes the log entry of `version` durable on a local disk, with the checkpoint written after it
+/// (every [`CHECKPOINT_INTERVAL`] versions): the commit is only done once it survives a power loss.
+fn sync_log(target: &DeltaTarget, table_url: &url::Url, version: i64) -> Result<(), DeltaError> {
+    if table_url.scheme() != "file" {
+        return Ok(());
+    }
+    let log = |name: String| table_url.join(&format!("_delta_log/{name}"));
+    let mut files = vec![log(format!("{version:020}.json"))];
+    if version > 0 && version % i64::from(CHECKPOINT_INTERVAL) == 0 {
+        files.push(log(format!("{version:020}.checkpoint.parquet")));
+        files.push(log("_last_checkpoint".to_owned()));
+    }
+    for url in files.into_iter().flatten() {
+        // A checkpoint that delta-rs did not write (it is an optimisation) is not an error.
+        let exists = url.to_file_path().is_ok_and(|p| p.exists());
+        if exists {
+            target.sync_local(&url)?;
+        }
+    }
+    Ok(())
 }
 
 /// Partition values of a Hive partition path (`corp_id=ww1/date=2026-11-20`); the Hive default
