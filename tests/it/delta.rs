@@ -316,6 +316,58 @@ fn a_second_writer_of_the_same_corp_loses_its_commit_on_s3() {
     same_corp_twice(&format!("s3://{}/same", s3.bucket()), &s3.env());
 }
 
+/// Two **processes** pulling the same corp into the same tables at once: whichever commits a
+/// batch second stops with the error that says another writer committed it first, the tables
+/// never hold a seq twice, and a run afterwards completes the corp, each seq exactly once.
+fn same_corp_in_two_processes(out: &str, env: &[(String, String)], rules: &Path) {
+    let (corp, n, corrupt_every) = ("wwsamecorp000002", 6000, 97);
+    let spawn = || {
+        demo(out, corp, n, corrupt_every, rules, env)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut writers = [spawn(), spawn()];
+    let mut superseded = 0;
+    for child in &mut writers {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        if !status.success() {
+            assert!(
+                err.contains(&format!("another writer committed corp {corp}")),
+                "a writer failed otherwise: {err}"
+            );
+            superseded += 1;
+        }
+    }
+    // Both started from nothing and write for seconds: their commits race.
+    assert_eq!(superseded, 1, "exactly one writer loses a race");
+    let target = target_for(out, env);
+    seen(&target).assert_no_duplicates();
+    assert!(demo(out, corp, n, corrupt_every, rules, env)
+        .status()
+        .unwrap()
+        .success());
+    seen(&target_for(out, env)).assert_exactly_once(corp, n, corrupt_every);
+    assert_eq!(checkpoint(&target_for(out, env), corp), Some(n));
+}
+
+#[test]
+fn two_processes_of_the_same_corp_never_write_a_seq_twice_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    same_corp_in_two_processes(dir.path().join("out").to_str().unwrap(), &[], &rules);
+}
+
+#[test]
+fn two_processes_of_the_same_corp_never_write_a_seq_twice_on_s3() {
+    let Some(s3) = S3Server::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path());
+    same_corp_in_two_processes(&format!("s3://{}/same2", s3.bucket()), &s3.env(), &rules);
+}
+
 fn cli(args: &[&str], env: &[(String, String)]) -> std::process::Output {
     Command::new(BIN)
         .args(args)
