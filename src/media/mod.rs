@@ -31,7 +31,7 @@ use parquet::arrow::ProjectionMask;
 pub use crate::source::media::{ChunkError, MediaChunk, MediaSource};
 pub use download::{DownloadOptions, Downloader, Md5Check, MediaError, Outcome};
 
-use crate::sink::delta::{read as delta_read, DeltaTarget, TableKind};
+use crate::sink::delta::{read as delta_read, DeltaError, DeltaTarget, TableKind};
 use crate::state::{NewMediaRef, StateStore};
 
 /// Where a corp's message rows are read and its media table is written. The downloaded files
@@ -225,7 +225,7 @@ pub fn register_references(
                     Ok(b) => b,
                     // Merged by OPTIMIZE and vacuumed since the listing: the merged file holds
                     // its rows and is scanned in its turn.
-                    Err(crate::sink::delta::DeltaError::Store {
+                    Err(DeltaError::Store {
                         source: object_store::Error::NotFound { .. },
                         ..
                     }) => continue,
@@ -435,7 +435,7 @@ pub fn run_corp(
             })?;
         }
         Tables::Delta(target) => {
-            table::write_delta(target, corp_id, &rows).map_err(|source| MediaError::Delta {
+            write_delta(target, corp_id, &rows).map_err(|source| MediaError::Delta {
                 corp_id: corp_id.to_owned(),
                 source: Box::new(source),
             })?
@@ -503,4 +503,19 @@ fn worker(
             Outcome::Interrupted => s.attempted -= 1,
         }
     }
+}
+
+/// Writes the media table of `corp_id` as its partition of the Delta `media_files` table under
+/// `target` (replacing the partition's rows in one commit).
+fn write_delta(
+    target: &DeltaTarget,
+    corp_id: &str,
+    rows: &[crate::state::MediaRefState],
+) -> Result<(), DeltaError> {
+    let props = crate::sink::parquet::ParquetOptions::default()
+        .writer_properties()
+        .map_err(|e| DeltaError::Encode(TableKind::MediaFiles.name(), e.to_string()))?;
+    let batch = table::media_batch(rows);
+    crate::sink::delta::replace_corp(target, TableKind::MediaFiles, corp_id, &batch, &props)?;
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! is and how its download went, so that a query can join messages to files on `msgid`/`seq`.
 //! Written whole after every media run as `media_files/corp_id=<corp>/media_files.parquet` (its
 //! own table root, see [`layout`]), replacing the previous one atomically; with Delta output, as
-//! the corp's partition of the `media_files` table, replaced in one commit.
+//! the corp's partition of the `media_files` table, replaced in one commit ([`super::run_corp`];
+//! the Delta tables take this schema from here, so this file does not depend on them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,24 +84,4 @@ pub fn write_table(out: &Path, corp_id: &str, rows: &[MediaRefState]) -> std::io
         w.close().map_err(to_io)?;
     }
     file.commit(layout::MEDIA_FILES_FILE)
-}
-
-/// Writes the media table of `corp_id` as its partition of the Delta `media_files` table under
-/// `target` (replacing the partition's rows in one commit).
-pub fn write_delta(
-    target: &crate::sink::delta::DeltaTarget,
-    corp_id: &str,
-    rows: &[MediaRefState],
-) -> Result<(), crate::sink::delta::DeltaError> {
-    let props = ParquetOptions::default()
-        .writer_properties()
-        .map_err(|e| crate::sink::delta::DeltaError::Encode(layout::MEDIA_FILES, e.to_string()))?;
-    crate::sink::delta::replace_corp(
-        target,
-        crate::sink::delta::TableKind::MediaFiles,
-        corp_id,
-        &media_batch(rows),
-        &props,
-    )?;
-    Ok(())
 }
