@@ -165,79 +165,102 @@ pub fn register_references(
     out: &Path,
     tables: Tables<'_>,
 ) -> Result<u64, MediaError> {
-    let scan = |detail: String| MediaError::Scan {
-        corp_id: corp_id.to_owned(),
-        detail,
-    };
     let seen = store.media_scanned_files(corp_id)?;
     let mut found = 0;
-    let mut register = |store: &mut StateStore, key: String, refs: Vec<NewMediaRef>| {
+    let mut register = |key: String, refs: Vec<NewMediaRef>| {
         // References first, then the file as scanned: a crash in between rescans (harmless).
         store.add_media_refs(corp_id, &refs)?;
         store.mark_media_scanned(corp_id, &key)?;
         found += refs.len() as u64;
-        Ok::<_, MediaError>(())
+        Ok(())
     };
     match tables {
-        Tables::Parquet => {
-            let corp_dir = &crate::sink::layout::corp_messages(out, corp_id);
-            let mut files = Vec::new();
-            collect_parquet(corp_dir, &mut files).map_err(|e| scan(e.to_string()))?;
-            for f in files {
-                let rel = f
-                    .strip_prefix(corp_dir)
-                    .unwrap_or(&f)
-                    .to_string_lossy()
-                    .into_owned();
-                if seen.contains(&rel) {
-                    continue;
-                }
-                let mut refs = Vec::new();
-                let read = std::fs::File::open(&f)
-                    .map_err(|e| e.to_string())
-                    .and_then(|file| read_refs(file, &mut refs));
-                if let Err(detail) = read {
-                    if !f.exists() {
-                        // Compacted away since it was listed: the file that replaced it holds
-                        // its rows and is scanned in its turn.
-                        continue;
-                    }
-                    return Err(scan(format!("{}: {detail}", f.display())));
-                }
-                register(store, rel, refs)?;
-            }
-        }
-        Tables::Delta(target) => {
-            let delta = |source| MediaError::Delta {
-                corp_id: corp_id.to_owned(),
-                source: Box::new(source),
-            };
-            let view = delta_read::view(target, TableKind::Messages).map_err(delta)?;
-            let ours = Some(corp_id.to_owned());
-            for f in view.files {
-                // Delta file names are unique in the table; the prefix keeps them apart from a
-                // Parquet tree's names in the same state database.
-                let key = format!("delta:{}", f.path);
-                if f.partition.get("corp_id") != Some(&ours) || seen.contains(&key) {
-                    continue;
-                }
-                let bytes = match delta_read::read_file(target, TableKind::Messages, &f) {
-                    Ok(b) => b,
-                    // Merged by OPTIMIZE and vacuumed since the listing: the merged file holds
-                    // its rows and is scanned in its turn.
-                    Err(DeltaError::Store {
-                        source: object_store::Error::NotFound { .. },
-                        ..
-                    }) => continue,
-                    Err(e) => return Err(delta(e)),
-                };
-                let mut refs = Vec::new();
-                read_refs(bytes, &mut refs).map_err(|d| scan(format!("{}: {d}", f.path)))?;
-                register(store, key, refs)?;
-            }
-        }
+        Tables::Parquet => scan_parquet(corp_id, out, &seen, &mut register)?,
+        Tables::Delta(target) => scan_delta(corp_id, target, &seen, &mut register)?,
     }
     Ok(found)
+}
+
+/// What a scan hands on for each message file not scanned before: its key and its references.
+type Register<'a> = dyn FnMut(String, Vec<NewMediaRef>) -> Result<(), MediaError> + 'a;
+
+fn scan_error(corp_id: &str, detail: String) -> MediaError {
+    MediaError::Scan {
+        corp_id: corp_id.to_owned(),
+        detail,
+    }
+}
+
+/// The corp's Parquet files under `out`, keyed by their path relative to the corp's folder.
+fn scan_parquet(
+    corp_id: &str,
+    out: &Path,
+    seen: &std::collections::HashSet<String>,
+    register: &mut Register<'_>,
+) -> Result<(), MediaError> {
+    let corp_dir = &crate::sink::layout::corp_messages(out, corp_id);
+    let mut files = Vec::new();
+    collect_parquet(corp_dir, &mut files).map_err(|e| scan_error(corp_id, e.to_string()))?;
+    for f in files {
+        let rel = f
+            .strip_prefix(corp_dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
+        if seen.contains(&rel) {
+            continue;
+        }
+        let mut refs = Vec::new();
+        let read = std::fs::File::open(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|file| read_refs(file, &mut refs));
+        if let Err(detail) = read {
+            if !f.exists() {
+                // Compacted away since it was listed: the file that replaced it holds its rows
+                // and is scanned in its turn.
+                continue;
+            }
+            return Err(scan_error(corp_id, format!("{}: {detail}", f.display())));
+        }
+        register(rel, refs)?;
+    }
+    Ok(())
+}
+
+/// The corp's live files of the Delta `messages` table, keyed `delta:<path in the log>` (unique
+/// in the table, and apart from a Parquet tree's keys in the same state database).
+fn scan_delta(
+    corp_id: &str,
+    target: &DeltaTarget,
+    seen: &std::collections::HashSet<String>,
+    register: &mut Register<'_>,
+) -> Result<(), MediaError> {
+    let delta = |source| MediaError::Delta {
+        corp_id: corp_id.to_owned(),
+        source: Box::new(source),
+    };
+    let view = delta_read::view(target, TableKind::Messages).map_err(delta)?;
+    let ours = Some(corp_id.to_owned());
+    for f in view.files {
+        let key = format!("delta:{}", f.path);
+        if f.partition.get("corp_id") != Some(&ours) || seen.contains(&key) {
+            continue;
+        }
+        let bytes = match delta_read::read_file(target, TableKind::Messages, &f) {
+            Ok(b) => b,
+            // Merged by OPTIMIZE and vacuumed since the listing: the merged file holds its rows
+            // and is scanned in its turn.
+            Err(DeltaError::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => continue,
+            Err(e) => return Err(delta(e)),
+        };
+        let mut refs = Vec::new();
+        read_refs(bytes, &mut refs).map_err(|d| scan_error(corp_id, format!("{}: {d}", f.path)))?;
+        register(key, refs)?;
+    }
+    Ok(())
 }
 
 /// Every media reference in `corp_id`'s committed Parquet rows under the output root `out`.
