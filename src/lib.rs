@@ -31,6 +31,7 @@ pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod fleet;
 pub mod media;
 pub mod migrate;
 pub mod model;

@@ -68,6 +68,8 @@ pub enum Outcome {
     Interrupted,
     /// Failed; what was committed before the failure is kept.
     Failed,
+    /// Not pulled: another worker holds the corp's lease (PostgreSQL state only).
+    Held,
 }
 
 impl Outcome {
@@ -77,6 +79,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Interrupted => "interrupted",
             Outcome::Failed => "failed",
+            Outcome::Held => "held",
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct PullReport {
     pub media: Option<Result<MediaStats, String>>,
     /// The compaction of closed days after the pull, when it ran.
     pub compaction: Option<Result<CompactStats, String>>,
+    /// For [`Outcome::Held`]: the other worker's lease.
+    pub held_by: Option<crate::state::Lease>,
 }
 
 impl PullReport {
@@ -176,13 +181,49 @@ pub fn corp<'c>(config: &'c Config, corp_id: &str) -> Result<&'c CorpSection, Pu
         .ok_or_else(|| PullError::UnknownCorp(corp_id.to_owned()))
 }
 
+/// Pulls `corp` (see [`pull_leased`]); with a PostgreSQL state, only while this process holds
+/// the corp's lease ([`crate::fleet`]): a corp another worker holds is skipped
+/// ([`Outcome::Held`]), and a lease lost mid-pull stops it like a signal would.
+pub fn pull_corp(
+    config: &Config,
+    corp: &CorpSection,
+    options: &PullOptions,
+    stop: &AtomicBool,
+    observer: &Observer<'_>,
+) -> PullReport {
+    if !config.state_is_shared() {
+        return pull_leased(config, corp, options, stop, observer);
+    }
+    match crate::fleet::CorpLease::claim(config, &corp.corp_id) {
+        Err(e) => PullReport::failed(&corp.corp_id, &e),
+        Ok(crate::fleet::Claimed::Held(lease)) => PullReport {
+            corp_id: corp.corp_id.clone(),
+            outcome: Outcome::Held,
+            held_by: Some(lease),
+            ..PullReport::default()
+        },
+        Ok(crate::fleet::Claimed::Granted(lease)) => {
+            let (mut report, lost) = lease.hold_while(stop, |stop| {
+                pull_leased(config, corp, options, stop, observer)
+            });
+            if lost && report.error.is_none() {
+                report.error = Some(format!(
+                    "corp {}: stopped: the lease ran out before it could be renewed                      (another worker may hold the corp now); the next round resumes at the                      checkpoint",
+                    corp.corp_id
+                ));
+            }
+            report
+        }
+    }
+}
+
 /// Pulls `corp` to the end of its archive (or until `stop` is set: then the batch in flight is
 /// committed and the pull ends as [`Outcome::Interrupted`]), records the run in the history,
 /// and downloads the new messages' media when `options.media` says so.
 ///
 /// Opens its own state connection: `serve` runs pulls beside its callback handlers, and SQLite
 /// (WAL) lets both write without one holding the other up for a whole run.
-pub fn pull_corp(
+pub fn pull_leased(
     config: &Config,
     corp: &CorpSection,
     options: &PullOptions,

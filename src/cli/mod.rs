@@ -25,6 +25,7 @@ mod retry;
 mod scan;
 mod sdk_worker;
 mod serve;
+mod status;
 mod token;
 mod vacuum;
 
@@ -116,6 +117,12 @@ enum Command {
   wecom-archive inspect wecom-archive-demo
   wecom-archive inspect --json wecom-archive-demo | jq .rows")]
     Inspect(inspect::Args),
+    /// Show every configured corp: its lease holder (with a PostgreSQL state), checkpoint, lag,
+    /// last run and dead letters.
+    #[command(after_help = "Examples:
+  wecom-archive status --config wecom-archive.toml
+  wecom-archive status --config wecom-archive.toml --json | jq '.corps[] | select(.lease_holder)'")]
+    Status(status::Args),
     /// Move an output tree written by an earlier release into the current layout (one root per
     /// table, signed columns), losing nothing; safe to run again after a crash.
     #[command(after_help = "Examples:
@@ -196,6 +203,7 @@ impl Command {
             | Command::Export(_)
             | Command::Scan(_)
             | Command::Inspect(_)
+            | Command::Status(_)
             | Command::Migrate(_)
             | Command::SdkWorker(_)
             | Command::Token(_)
@@ -266,6 +274,7 @@ pub fn main() -> ExitCode {
         Command::Export(args) => export::run(args),
         Command::Scan(args) => scan::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Status(args) => status::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::SdkWorker(args) => sdk_worker::run(args),

@@ -153,7 +153,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .corps
                     .push(RunSummary::of_pull(&report, stop.signal_name()));
             } else {
-                if report.error.is_none() {
+                if let Some(lease) = &report.held_by {
+                    out.line(format_args!(
+                        "{}: skipped: worker {} holds its lease",
+                        corp.corp_id, lease.holder
+                    ));
+                } else if report.error.is_none() {
                     out.line(format_args!("{}: {}", corp.corp_id, summary(&report.stats)));
                 }
                 if let Some(Ok(stats)) = &report.media {

@@ -64,8 +64,8 @@ pub use secret::SecretRef;
 use sections::{default_out, default_poll, default_tz};
 pub use sections::{
     AlertsSection, AppCallback, AppSection, AuthConfig, AuthCorpSection, CallbackSection,
-    CompactionSection, CorpSection, MediaSection, ProviderSection, SdkSection, ServeSection,
-    SourceKind, SuiteCallback, SuiteSection, WebhookKind, WebhookSection,
+    CompactionSection, CorpSection, FleetSection, MediaSection, ProviderSection, SdkSection,
+    ServeSection, SourceKind, SuiteCallback, SuiteSection, WebhookKind, WebhookSection,
 };
 
 /// A configuration problem, naming the file or section and what to fix; never a secret value.
@@ -147,7 +147,8 @@ pub struct Config {
     /// Table format: `parquet` (default) or `delta`.
     #[serde(default)]
     pub format: crate::sink::Format,
-    /// State database; default `<out>/state.sqlite`.
+    /// State database: a SQLite file (default `<out>/state.sqlite`), or a
+    /// `postgres://USER@HOST:PORT/DB` URL shared by many workers (see docs/scale-out.md).
     pub state: Option<PathBuf>,
     /// IANA time zone of the `date=` partition.
     #[serde(default = "default_tz")]
@@ -193,6 +194,9 @@ pub struct Config {
     pub serve: ServeSection,
     /// `[alerts]`: findings delivered to webhooks.
     pub alerts: Option<AlertsSection>,
+    /// `[fleet]`: corp leases when many workers share a PostgreSQL state.
+    #[serde(default)]
+    pub fleet: FleetSection,
     #[serde(skip)]
     base_dir: PathBuf,
     #[serde(skip)]
@@ -514,9 +518,19 @@ impl Config {
     /// The state database.
     pub fn state_path(&self) -> PathBuf {
         match &self.state {
+            Some(p) if self.state_is_shared() => p.clone(),
             Some(p) => self.resolve(p),
             None => crate::sink::layout::state_path(&self.out_dir()),
         }
+    }
+
+    /// Whether the state is a PostgreSQL database shared by workers (`state = "postgres://…"`):
+    /// then every pull of a corp holds its lease.
+    pub fn state_is_shared(&self) -> bool {
+        self.state
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .is_some_and(crate::state::is_postgres_url)
     }
 
     /// The time zone of the `date=` partition (checked at load).

@@ -46,6 +46,28 @@ pub struct MediaSection {
     pub dir: Option<PathBuf>,
 }
 
+/// `[fleet]`: how workers sharing a PostgreSQL state divide the corps (see `docs/scale-out.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// How long a corp's lease lasts unless renewed, seconds. A worker renews every third of it
+    /// while it pulls; a worker that dies holds its corps this long at most.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+fn default_lease_secs() -> u64 {
+    60
+}
+
+impl Default for FleetSection {
+    fn default() -> Self {
+        FleetSection {
+            lease_secs: default_lease_secs(),
+        }
+    }
+}
+
 /// `[compaction]`: merging a day's small Parquet files once the day is closed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

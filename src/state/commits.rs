@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::db::{p, DbError};
 use super::{now_unix, seq_from_sql, seq_to_sql, StateError, StateStore};
 
 /// The tables of this area (created when missing; their names are the on-disk format).
@@ -127,13 +127,12 @@ pub struct PendingCommit {
 impl StateStore {
     /// The last committed seq of `corp_id` (`None`: nothing committed yet).
     pub fn checkpoint(&self, corp_id: &str) -> Result<Option<u64>, StateError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT last_seq FROM checkpoint WHERE corp_id = ?1",
-                [corp_id],
-                |r| r.get::<_, i64>(0),
+                p![corp_id],
+                |r| r.get::<i64>(0),
             )
-            .optional()
             .map(|v| v.map(seq_from_sql))
             .map_err(|e| self.err(e))
     }
@@ -141,11 +140,11 @@ impl StateStore {
     /// Sets the checkpoint of `corp_id` by hand (`pull --since-seq`): the next pull starts after
     /// `seq`.
     pub fn set_checkpoint(&self, corp_id: &str, seq: u64) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(corp_id) DO UPDATE SET last_seq = ?2, updated_at = ?3",
-                params![corp_id, seq_to_sql(seq), now_unix()],
+                p![corp_id, seq_to_sql(seq), now_unix()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -153,16 +152,13 @@ impl StateStore {
 
     /// Every corp with a checkpoint, with its last seq.
     pub fn checkpoints(&self) -> Result<Vec<(String, u64)>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT corp_id, last_seq FROM checkpoint ORDER BY corp_id")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, seq_from_sql(r.get(1)?)))
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        self.db
+            .query(
+                "SELECT corp_id, last_seq FROM checkpoint ORDER BY corp_id",
+                &[],
+                |r| Ok((r.get::<String>(0)?, seq_from_sql(r.get(1)?))),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Step 2 of a commit: records the renames and the next checkpoint, with `extras`, in one
@@ -198,81 +194,65 @@ impl StateStore {
     ) -> Result<i64, StateError> {
         // Cannot fail: every path has an encoding (see `journal_path`).
         let json = serde_json::to_string(renames).expect("journal paths always encode");
-        let path = self.path.clone();
-        let err = |source| StateError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)",
-            params![corp_id, last_seq, json],
-        )
-        .map_err(err)?;
-        let id = tx.last_insert_rowid();
-        super::screened::rename(&tx, corp_id, &extras.renamed).map_err(err)?;
-        super::media::rename_scanned(&tx, corp_id, &extras.renamed).map_err(err)?;
-        super::alerts::insert_alerts(&tx, &extras.alerts).map_err(err)?;
-        super::screened::mark(&tx, corp_id, &extras.screened).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(id)
+        self.db
+            .transaction(|tx| {
+                let id = tx.query_one(
+                    "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES (?1, ?2, ?3)
+                     RETURNING id",
+                    p![corp_id, last_seq, json],
+                    |r| r.get::<i64>(0),
+                )?;
+                super::screened::rename(tx, corp_id, &extras.renamed)?;
+                super::media::rename_scanned(tx, corp_id, &extras.renamed)?;
+                super::alerts::insert_alerts(tx, &extras.alerts)?;
+                super::screened::mark(tx, corp_id, &extras.screened)?;
+                Ok(id)
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// Step 3 of a commit: moves the checkpoint (never backwards) and clears the journal entry.
     /// For a maintenance entry it only clears the entry.
     pub fn complete_commit(&mut self, id: i64) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        let (corp_id, last_seq): (String, i64) = tx
-            .query_row(
-                "SELECT corp_id, last_seq FROM commit_journal WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(err)?;
-        if last_seq != MAINTENANCE {
-            tx.execute(
-                "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(corp_id) DO UPDATE SET last_seq = max(last_seq, ?2), updated_at = ?3",
-                params![corp_id, last_seq, now_unix()],
-            )
-            .map_err(err)?;
-        }
-        tx.execute("DELETE FROM commit_journal WHERE id = ?1", [id])
-            .map_err(err)?;
-        tx.commit().map_err(err)
+        self.db
+            .transaction(|tx| {
+                let (corp_id, last_seq): (String, i64) = tx.query_one(
+                    "SELECT corp_id, last_seq FROM commit_journal WHERE id = ?1",
+                    p![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if last_seq != MAINTENANCE {
+                    tx.execute(
+                        "INSERT INTO checkpoint (corp_id, last_seq, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(corp_id) DO UPDATE SET
+                             last_seq = CASE WHEN checkpoint.last_seq > excluded.last_seq
+                                             THEN checkpoint.last_seq ELSE excluded.last_seq END,
+                             updated_at = excluded.updated_at",
+                        p![corp_id, last_seq, now_unix()],
+                    )?;
+                }
+                tx.execute("DELETE FROM commit_journal WHERE id = ?1", p![id])?;
+                Ok(())
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// Journaled commits not yet completed (after a crash), oldest first.
     pub fn pending_commits(&self, corp_id: &str) -> Result<Vec<PendingCommit>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        let rows = self
+            .db
+            .query(
                 "SELECT id, last_seq, renames FROM commit_journal WHERE corp_id = ?1 ORDER BY id",
+                p![corp_id],
+                |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?, r.get::<String>(2)?)),
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([corp_id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, last_seq, json) = row.map_err(|e| self.err(e))?;
+        for (id, last_seq, json) in rows {
             let renames: Vec<Rename> = serde_json::from_str(&json).map_err(|e| {
-                self.err(rusqlite::Error::FromSqlConversionFailure(
-                    2,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                ))
+                self.err(DbError::Decode(format!(
+                    "commit journal entry {id} of corp {corp_id}: {e}"
+                )))
             })?;
             out.push(PendingCommit {
                 id,
@@ -291,24 +271,25 @@ mod tests {
 
     #[test]
     fn journal_then_complete_moves_checkpoint() {
-        let mut s = StateStore::open_in_memory().unwrap();
-        assert_eq!(s.checkpoint("ww1").unwrap(), None);
-        let r = vec![Rename {
-            tmp: "a.tmp".into(),
-            dest: "a".into(),
-        }];
-        let id = s
-            .journal_commit("ww1", 10, &r, &JournalExtras::default())
-            .unwrap();
-        assert_eq!(s.checkpoint("ww1").unwrap(), None);
-        let pending = s.pending_commits("ww1").unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].renames, r);
-        assert_eq!(pending[0].last_seq, 10);
-        assert!(s.pending_commits("ww2").unwrap().is_empty());
-        s.complete_commit(id).unwrap();
-        assert_eq!(s.checkpoint("ww1").unwrap(), Some(10));
-        assert!(s.pending_commits("ww1").unwrap().is_empty());
+        crate::state::test_backends::each_backend(|s| {
+            assert_eq!(s.checkpoint("ww1").unwrap(), None);
+            let r = vec![Rename {
+                tmp: "a.tmp".into(),
+                dest: "a".into(),
+            }];
+            let id = s
+                .journal_commit("ww1", 10, &r, &JournalExtras::default())
+                .unwrap();
+            assert_eq!(s.checkpoint("ww1").unwrap(), None);
+            let pending = s.pending_commits("ww1").unwrap();
+            assert_eq!(pending.len(), 1);
+            assert_eq!(pending[0].renames, r);
+            assert_eq!(pending[0].last_seq, 10);
+            assert!(s.pending_commits("ww2").unwrap().is_empty());
+            s.complete_commit(id).unwrap();
+            assert_eq!(s.checkpoint("ww1").unwrap(), Some(10));
+            assert!(s.pending_commits("ww1").unwrap().is_empty());
+        });
     }
 
     #[cfg(unix)]
@@ -326,12 +307,11 @@ mod tests {
         s.journal_commit("ww1", 2, &r, &JournalExtras::default())
             .unwrap();
         // A journal written before this encoding: plain strings.
-        s.conn
-            .execute(
-                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES ('ww1', 3, ?1)",
-                [r#"[{"tmp":"/o/.a.tmp","dest":"/o/a"}]"#],
-            )
-            .unwrap();
+        s.db.execute(
+            "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES ('ww1', 3, ?1)",
+            p![r#"[{"tmp":"/o/.a.tmp","dest":"/o/a"}]"#],
+        )
+        .unwrap();
         let pending = s.pending_commits("ww1").unwrap();
         assert_eq!(pending[0].renames, r);
         assert_eq!(pending[1].renames[0].dest, PathBuf::from("/o/a"));
@@ -340,40 +320,42 @@ mod tests {
 
     #[test]
     fn maintenance_entries_roll_forward_without_moving_a_checkpoint() {
-        let mut s = StateStore::open_in_memory().unwrap();
-        let r = vec![Rename {
-            tmp: "a.tmp".into(),
-            dest: "a".into(),
-        }];
-        let c = s
-            .journal_commit("ww1", 7, &[], &JournalExtras::default())
-            .unwrap();
-        s.complete_commit(c).unwrap();
-        let m = s
-            .journal_maintenance("ww1", &r, &JournalExtras::default())
-            .unwrap();
-        let n = s
-            .journal_maintenance("ww2", &r, &JournalExtras::default())
-            .unwrap();
-        assert_eq!(s.pending_commits("ww1").unwrap()[0].renames, r);
-        s.complete_commit(m).unwrap();
-        s.complete_commit(n).unwrap();
-        assert_eq!(s.checkpoint("ww1").unwrap(), Some(7));
-        assert_eq!(s.checkpoint("ww2").unwrap(), None);
-        assert!(s.pending_commits("ww1").unwrap().is_empty());
+        crate::state::test_backends::each_backend(|s| {
+            let r = vec![Rename {
+                tmp: "a.tmp".into(),
+                dest: "a".into(),
+            }];
+            let c = s
+                .journal_commit("ww1", 7, &[], &JournalExtras::default())
+                .unwrap();
+            s.complete_commit(c).unwrap();
+            let m = s
+                .journal_maintenance("ww1", &r, &JournalExtras::default())
+                .unwrap();
+            let n = s
+                .journal_maintenance("ww2", &r, &JournalExtras::default())
+                .unwrap();
+            assert_eq!(s.pending_commits("ww1").unwrap()[0].renames, r);
+            s.complete_commit(m).unwrap();
+            s.complete_commit(n).unwrap();
+            assert_eq!(s.checkpoint("ww1").unwrap(), Some(7));
+            assert_eq!(s.checkpoint("ww2").unwrap(), None);
+            assert!(s.pending_commits("ww1").unwrap().is_empty());
+        });
     }
 
     #[test]
     fn checkpoint_never_moves_backwards_on_commit() {
-        let mut s = StateStore::open_in_memory().unwrap();
-        let a = s
-            .journal_commit("ww1", 20, &[], &JournalExtras::default())
-            .unwrap();
-        let b = s
-            .journal_commit("ww1", 10, &[], &JournalExtras::default())
-            .unwrap();
-        s.complete_commit(a).unwrap();
-        s.complete_commit(b).unwrap();
-        assert_eq!(s.checkpoint("ww1").unwrap(), Some(20));
+        crate::state::test_backends::each_backend(|s| {
+            let a = s
+                .journal_commit("ww1", 20, &[], &JournalExtras::default())
+                .unwrap();
+            let b = s
+                .journal_commit("ww1", 10, &[], &JournalExtras::default())
+                .unwrap();
+            s.complete_commit(a).unwrap();
+            s.complete_commit(b).unwrap();
+            assert_eq!(s.checkpoint("ww1").unwrap(), Some(20));
+        });
     }
 }

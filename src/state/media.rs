@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, OptionalExtension};
-
+use super::db::{p, Db, DbError, Row};
 use super::{now_unix, seq_from_sql, seq_to_sql, StateError, StateStore};
 
 /// The tables of this area (created when missing; their names are the on-disk format).
@@ -168,24 +167,30 @@ const MEDIA_COLUMNS: &str = "corp_id, sdkfileid, kind, ext, md5sum, size_hint, s
 /// Renames scanned files (`(old, new)` names relative to the corp's messages folder) in the
 /// caller's transaction.
 pub(super) fn rename_scanned(
-    conn: &rusqlite::Connection,
+    db: &Db,
     corp_id: &str,
     scanned: &[(String, String)],
-) -> rusqlite::Result<()> {
+) -> Result<(), DbError> {
     for (old, new) in scanned {
-        conn.execute(
-            "UPDATE OR IGNORE media_scanned SET file = ?3 WHERE corp_id = ?1 AND file = ?2",
-            params![corp_id, old, new],
+        // A new name scanned already keeps its mark; the old name's goes with its file.
+        db.execute(
+            "UPDATE media_scanned SET file = ?3 WHERE corp_id = ?1 AND file = ?2
+             AND NOT EXISTS (SELECT 1 FROM media_scanned m WHERE m.corp_id = ?1 AND m.file = ?3)",
+            p![corp_id, old, new],
         )?;
     }
     Ok(())
+}
+
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-fn media_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MediaFileState> {
+fn media_row(r: &Row<'_, '_>, at: usize) -> Result<MediaFileState, DbError> {
     Ok(MediaFileState {
         corp_id: r.get(at)?,
         sdkfileid: r.get(at + 1)?,
@@ -193,12 +198,12 @@ fn media_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MediaFileStat
         ext: r.get(at + 3)?,
         md5sum: r.get(at + 4)?,
         size_hint: opt_u64(r.get(at + 5)?),
-        status: MediaStatus::parse(&r.get::<_, String>(at + 6)?),
+        status: MediaStatus::parse(&r.get::<String>(at + 6)?),
         bytes_done: seq_from_sql(r.get(at + 7)?),
         indexbuf: r.get(at + 8)?,
-        tmp_path: r.get::<_, Option<String>>(at + 9)?.map(PathBuf::from),
-        attempts: r.get(at + 10)?,
-        mismatches: r.get(at + 11)?,
+        tmp_path: r.get::<Option<String>>(at + 9)?.map(PathBuf::from),
+        attempts: count(r.get(at + 10)?),
+        mismatches: count(r.get(at + 11)?),
         md5_status: r.get(at + 12)?,
         path: r.get(at + 13)?,
         size: opt_u64(r.get(at + 14)?),
@@ -215,71 +220,61 @@ impl StateStore {
         corp_id: &str,
         refs: &[NewMediaRef],
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut file = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO media_file
+        self.db
+            .transaction(|tx| {
+                let now = now_unix();
+                for r in refs {
+                    tx.execute(
+                        "INSERT INTO media_file
                         (corp_id, sdkfileid, kind, ext, md5sum, size_hint, status, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
-                )
-                .map_err(err)?;
-            let mut reference = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO media_ref (corp_id, msgid, seq, item_index, sdkfileid)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err)?;
-            let now = now_unix();
-            for r in refs {
-                file.execute(params![
-                    corp_id,
-                    r.sdkfileid,
-                    r.kind,
-                    r.ext,
-                    r.md5sum,
-                    r.size.map(seq_to_sql),
-                    now
-                ])
-                .map_err(err)?;
-                reference
-                    .execute(params![
-                        corp_id,
-                        r.msgid,
-                        seq_to_sql(r.seq),
-                        r.item_index.map_or(-1, i64::from),
-                        r.sdkfileid
-                    ])
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7) ON CONFLICT DO NOTHING",
+                        p![
+                            corp_id,
+                            r.sdkfileid,
+                            r.kind,
+                            r.ext,
+                            r.md5sum,
+                            r.size.map(seq_to_sql),
+                            now
+                        ],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO media_ref (corp_id, msgid, seq, item_index, sdkfileid)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                        p![
+                            corp_id,
+                            r.msgid,
+                            seq_to_sql(r.seq),
+                            r.item_index.map_or(-1, i64::from),
+                            r.sdkfileid
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// The Parquet files of `corp_id` already scanned for media references (paths relative to
     /// the corp's directory).
     pub fn media_scanned_files(&self, corp_id: &str) -> Result<HashSet<String>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT file FROM media_scanned WHERE corp_id = ?1")
+        let rows = self
+            .db
+            .query(
+                "SELECT file FROM media_scanned WHERE corp_id = ?1",
+                p![corp_id],
+                |r| r.get::<String>(0),
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([corp_id], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 
     /// Records that `file` was scanned for media references.
     pub fn mark_media_scanned(&self, corp_id: &str, file: &str) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
-                "INSERT OR IGNORE INTO media_scanned (corp_id, file) VALUES (?1, ?2)",
-                [corp_id, file],
+                "INSERT INTO media_scanned (corp_id, file) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                p![corp_id, file],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -298,26 +293,25 @@ impl StateStore {
         new_partial: &str,
         scanned: &[(String, String)],
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let err = |source| StateError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute(
-            "UPDATE media_file SET path = ?2 || substr(path, length('media/') + 1)
-             WHERE corp_id = ?1 AND path LIKE 'media/%' AND substr(path, 1, length(?2)) != ?2",
-            params![corp_id, format!("{new_prefix}/")],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "UPDATE media_file SET tmp_path = ?3 || substr(tmp_path, length(?2) + 1)
-             WHERE corp_id = ?1 AND substr(tmp_path, 1, length(?2)) = ?2",
-            params![corp_id, old_partial, new_partial],
-        )
-        .map_err(err)?;
-        rename_scanned(&tx, corp_id, scanned).map_err(err)?;
-        tx.commit().map_err(err)
+        self.db
+            .transaction(|tx| {
+                tx.execute(
+                    // The casts: PostgreSQL cannot tell the parameters' type from `||`.
+                    "UPDATE media_file SET path = CAST(?2 AS TEXT) || substr(path, 7)
+                     WHERE corp_id = ?1 AND path LIKE 'media/%'
+                       AND substr(path, 1, length(CAST(?2 AS TEXT))) != CAST(?2 AS TEXT)",
+                    p![corp_id, format!("{new_prefix}/")],
+                )?;
+                tx.execute(
+                    "UPDATE media_file
+                     SET tmp_path = CAST(?3 AS TEXT) || substr(tmp_path, length(CAST(?2 AS TEXT)) + 1)
+                     WHERE corp_id = ?1
+                       AND substr(tmp_path, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT)",
+                    p![corp_id, old_partial, new_partial],
+                )?;
+                rename_scanned(tx, corp_id, scanned)
+            })
+            .map_err(|e| self.err(e))
     }
 
     /// The state of one media file.
@@ -326,47 +320,48 @@ impl StateStore {
         corp_id: &str,
         sdkfileid: &str,
     ) -> Result<Option<MediaFileState>, StateError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 &format!(
                     "SELECT {MEDIA_COLUMNS} FROM media_file WHERE corp_id = ?1 AND sdkfileid = ?2"
                 ),
-                [corp_id, sdkfileid],
+                p![corp_id, sdkfileid],
                 |r| media_row(r, 0),
             )
-            .optional()
             .map_err(|e| self.err(e))
     }
 
     /// Every media file of `corp_id`, by sdkfileid.
     pub fn media_files(&self, corp_id: &str) -> Result<Vec<MediaFileState>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {MEDIA_COLUMNS} FROM media_file WHERE corp_id = ?1 ORDER BY sdkfileid"
-            ))
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT {MEDIA_COLUMNS} FROM media_file WHERE corp_id = ?1 ORDER BY sdkfileid"
+                ),
+                p![corp_id],
+                |r| media_row(r, 0),
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([corp_id], |r| media_row(r, 0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 
     /// The media files of `corp_id` still to download (neither done nor failed for good), by
     /// sdkfileid.
     pub fn media_todo(&self, corp_id: &str) -> Result<Vec<MediaFileState>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {MEDIA_COLUMNS} FROM media_file
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT {MEDIA_COLUMNS} FROM media_file
                  WHERE corp_id = ?1 AND status NOT IN ('done', 'failed_permanent')
                  ORDER BY sdkfileid"
-            ))
+                ),
+                p![corp_id],
+                |r| media_row(r, 0),
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([corp_id], |r| media_row(r, 0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 
     /// Records durable progress of a download: `bytes_done` bytes are fsynced in `tmp_path`, and
@@ -385,17 +380,17 @@ impl StateStore {
         } else {
             MediaStatus::Downloading
         };
-        self.conn
+        self.db
             .execute(
                 "UPDATE media_file SET status = ?7, bytes_done = ?3, indexbuf = ?4,
                         tmp_path = ?5, updated_at = ?6
                  WHERE corp_id = ?1 AND sdkfileid = ?2",
-                params![
+                p![
                     corp_id,
                     sdkfileid,
                     seq_to_sql(bytes_done),
                     indexbuf,
-                    tmp_path.to_string_lossy(),
+                    tmp_path.to_string_lossy().into_owned(),
                     now_unix(),
                     status.as_str()
                 ],
@@ -411,12 +406,12 @@ impl StateStore {
         sdkfileid: &str,
         count_mismatch: bool,
     ) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE media_file SET status = 'pending', bytes_done = 0, indexbuf = '',
                         mismatches = mismatches + ?3, updated_at = ?4
                  WHERE corp_id = ?1 AND sdkfileid = ?2",
-                params![corp_id, sdkfileid, i64::from(count_mismatch), now_unix()],
+                p![corp_id, sdkfileid, i64::from(count_mismatch), now_unix()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -433,13 +428,13 @@ impl StateStore {
         sha256: &str,
         md5_status: &str,
     ) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE media_file SET status = 'done', path = ?3, size = ?4, sha256 = ?5,
                         md5_status = ?6, bytes_done = ?4, tmp_path = NULL, error = NULL,
                         updated_at = ?7
                  WHERE corp_id = ?1 AND sdkfileid = ?2",
-                params![
+                p![
                     corp_id,
                     sdkfileid,
                     path,
@@ -467,12 +462,12 @@ impl StateStore {
         } else {
             MediaStatus::Failed
         };
-        self.conn
+        self.db
             .execute(
                 "UPDATE media_file SET status = ?3, attempts = attempts + 1, error = ?4,
                         updated_at = ?5
                  WHERE corp_id = ?1 AND sdkfileid = ?2",
-                params![corp_id, sdkfileid, status.as_str(), error, now_unix()],
+                p![corp_id, sdkfileid, status.as_str(), error, now_unix()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -485,26 +480,27 @@ impl StateStore {
             .map(|c| format!("f.{}", c.trim()))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT r.msgid, r.seq, r.item_index, {cols}
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT r.msgid, r.seq, r.item_index, {cols}
                  FROM media_ref r JOIN media_file f
                    ON f.corp_id = r.corp_id AND f.sdkfileid = r.sdkfileid
                  WHERE r.corp_id = ?1 ORDER BY r.seq, r.item_index, r.sdkfileid"
-            ))
+                ),
+                p![corp_id],
+                |r| {
+                    Ok(MediaRefState {
+                        msgid: r.get(0)?,
+                        seq: seq_from_sql(r.get(1)?),
+                        item_index: u32::try_from(r.get::<i64>(2)?).ok(),
+                        file: media_row(r, 3)?,
+                    })
+                },
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([corp_id], |r| {
-                Ok(MediaRefState {
-                    msgid: r.get(0)?,
-                    seq: seq_from_sql(r.get(1)?),
-                    item_index: u32::try_from(r.get::<_, i64>(2)?).ok(),
-                    file: media_row(r, 3)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 }
 
@@ -514,53 +510,54 @@ mod tests {
 
     #[test]
     fn media_refs_register_once_and_track_progress() {
-        let mut s = StateStore::open_in_memory().unwrap();
-        let r = |msgid: &str, seq, id: &str| NewMediaRef {
-            msgid: msgid.into(),
-            seq,
-            item_index: None,
-            sdkfileid: id.into(),
-            kind: "image".into(),
-            ext: Some("jpg".into()),
-            md5sum: Some("abc".into()),
-            size: Some(10),
-        };
-        s.add_media_refs(
-            "ww1",
-            &[r("m1", 1, "f1"), r("m2", 2, "f1"), r("m3", 3, "f2")],
-        )
-        .unwrap();
-        // Registering again changes nothing.
-        s.add_media_refs("ww1", &[r("m1", 1, "f1")]).unwrap();
-        assert_eq!(s.media_files("ww1").unwrap().len(), 2);
-        assert_eq!(s.media_refs("ww1").unwrap().len(), 3);
-        s.media_progress("ww1", "f1", 5, "Range:bytes=5-9", Path::new("/t"), false)
+        crate::state::test_backends::each_backend(|s| {
+            let r = |msgid: &str, seq, id: &str| NewMediaRef {
+                msgid: msgid.into(),
+                seq,
+                item_index: None,
+                sdkfileid: id.into(),
+                kind: "image".into(),
+                ext: Some("jpg".into()),
+                md5sum: Some("abc".into()),
+                size: Some(10),
+            };
+            s.add_media_refs(
+                "ww1",
+                &[r("m1", 1, "f1"), r("m2", 2, "f1"), r("m3", 3, "f2")],
+            )
             .unwrap();
-        let f = s.media_file("ww1", "f1").unwrap().unwrap();
-        assert_eq!(
-            (f.status, f.bytes_done, f.indexbuf.as_str()),
-            (MediaStatus::Downloading, 5, "Range:bytes=5-9")
-        );
-        assert_eq!(s.media_todo("ww1").unwrap().len(), 2);
-        s.media_failed("ww1", "f1", false, "net").unwrap();
-        let f = s.media_file("ww1", "f1").unwrap().unwrap();
-        assert_eq!(
-            (f.status, f.attempts, f.bytes_done),
-            (MediaStatus::Failed, 1, 5)
-        );
-        s.media_done("ww1", "f1", "media/ab/abcd.jpg", 10, "abcd", "ok")
-            .unwrap();
-        let refs = s.media_refs("ww1").unwrap();
-        assert_eq!(refs[1].msgid, "m2");
-        assert_eq!(refs[1].file.status, MediaStatus::Done);
-        assert_eq!(refs[1].file.path.as_deref(), Some("media/ab/abcd.jpg"));
-        assert_eq!(s.media_todo("ww1").unwrap()[0].sdkfileid, "f2");
-        s.media_failed("ww1", "f2", true, "10005").unwrap();
-        assert!(s.media_todo("ww1").unwrap().is_empty());
-        s.add_media_refs("ww1", &[r("m4", 4, "f1")]).unwrap();
-        assert_eq!(
-            s.media_file("ww1", "f1").unwrap().unwrap().status,
-            MediaStatus::Done
-        );
+            // Registering again changes nothing.
+            s.add_media_refs("ww1", &[r("m1", 1, "f1")]).unwrap();
+            assert_eq!(s.media_files("ww1").unwrap().len(), 2);
+            assert_eq!(s.media_refs("ww1").unwrap().len(), 3);
+            s.media_progress("ww1", "f1", 5, "Range:bytes=5-9", Path::new("/t"), false)
+                .unwrap();
+            let f = s.media_file("ww1", "f1").unwrap().unwrap();
+            assert_eq!(
+                (f.status, f.bytes_done, f.indexbuf.as_str()),
+                (MediaStatus::Downloading, 5, "Range:bytes=5-9")
+            );
+            assert_eq!(s.media_todo("ww1").unwrap().len(), 2);
+            s.media_failed("ww1", "f1", false, "net").unwrap();
+            let f = s.media_file("ww1", "f1").unwrap().unwrap();
+            assert_eq!(
+                (f.status, f.attempts, f.bytes_done),
+                (MediaStatus::Failed, 1, 5)
+            );
+            s.media_done("ww1", "f1", "media/ab/abcd.jpg", 10, "abcd", "ok")
+                .unwrap();
+            let refs = s.media_refs("ww1").unwrap();
+            assert_eq!(refs[1].msgid, "m2");
+            assert_eq!(refs[1].file.status, MediaStatus::Done);
+            assert_eq!(refs[1].file.path.as_deref(), Some("media/ab/abcd.jpg"));
+            assert_eq!(s.media_todo("ww1").unwrap()[0].sdkfileid, "f2");
+            s.media_failed("ww1", "f2", true, "10005").unwrap();
+            assert!(s.media_todo("ww1").unwrap().is_empty());
+            s.add_media_refs("ww1", &[r("m4", 4, "f1")]).unwrap();
+            assert_eq!(
+                s.media_file("ww1", "f1").unwrap().unwrap().status,
+                MediaStatus::Done
+            );
+        });
     }
 }

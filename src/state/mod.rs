@@ -1,6 +1,10 @@
-//! Where we are: the embedded state database (SQLite, bundled). Only this module knows SQL.
+//! Where we are: the state database. Only this module knows SQL.
 //!
-//! One [`StateStore`] (one connection) keeps seven areas, each in its own file with its tables:
+//! Two backends hold the same tables behind the same API (see [`db`]): SQLite, embedded (bundled)
+//! and the default, one file beside the output; and PostgreSQL (`state = "postgres://…"`), which
+//! many workers on many machines share (see "Many workers" below).
+//!
+//! One [`StateStore`] (one connection) keeps these areas, each in its own file with its tables:
 //! - `commits`: per-corp checkpoints and the commit journal (see "Exactly once" below);
 //! - `runs`: the history of pipeline runs;
 //! - `screened`: which message files each rule-set version has screened (for `scan`);
@@ -10,10 +14,12 @@
 //!   callback dedupe keys, access tokens and small named values;
 //! - `alerts`: the alert outbox and each alert's delivery to each webhook.
 //!
+//! - `leases`: which worker pulls which corp, until when.
+//!
 //! [`SharedState`] shares one store between tokio tasks.
 //!
-//! Every write is one transaction with `synchronous=FULL`, so what a method returned `Ok` for
-//! survives a power cut.
+//! Every write is one transaction, durable when it returns (SQLite with `synchronous=FULL`;
+//! PostgreSQL's commit), so what a method returned `Ok` for survives a power cut.
 //!
 //! ## Exactly once
 //! A commit of the pipeline goes through three durable steps:
@@ -29,8 +35,11 @@
 
 mod alerts;
 mod commits;
+pub(crate) mod db;
 mod exports;
+mod leases;
 mod media;
+mod postgres_url;
 mod runs;
 mod screened;
 mod shared_state;
@@ -39,13 +48,16 @@ mod wecom;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
+use db::Db;
+pub use db::DbError;
 
 // Called inside the transaction that journals a pipeline commit (the findings of that commit).
 pub use alerts::{AlertRetry, ClaimedAlert, NewAlert, StoredAlert, WebhookOutbox};
 pub use commits::{JournalExtras, PendingCommit, Rename};
 pub use exports::ExportAudit;
+pub use leases::{Lease, LeaseClaim};
 pub use media::{MediaFileState, MediaRefState, MediaStatus, NewMediaRef};
+pub use postgres_url::is_postgres_url;
 pub use runs::RunRecord;
 pub use screened::Screened;
 pub use shared_state::SharedState;
@@ -56,18 +68,26 @@ pub use wecom::{
 
 /// A failure of the state database.
 #[derive(Debug, thiserror::Error)]
-#[error("state database {path}: {source}")]
+#[error("state database {}: {source}", path.display())]
 pub struct StateError {
-    /// The database file (`:memory:` for an in-memory store).
+    /// The database file (`:memory:` for an in-memory store), or the PostgreSQL URL without
+    /// its password.
     pub path: PathBuf,
-    /// The SQLite error.
+    /// What failed.
     #[source]
-    pub source: rusqlite::Error,
+    pub source: DbError,
+}
+
+impl StateError {
+    /// Whether retrying the operation may succeed (a busy database, a serialization failure).
+    pub fn is_transient(&self) -> bool {
+        self.source.is_transient()
+    }
 }
 
 /// The state database.
 pub struct StateStore {
-    conn: Connection,
+    db: Db,
     path: PathBuf,
 }
 
@@ -81,7 +101,12 @@ impl std::fmt::Debug for StateStore {
 
 /// Each area's tables, created in this order when missing. `IF NOT EXISTS` leaves an existing
 /// database untouched, so the table and column names are the on-disk format: never rename them.
-const SCHEMA: [&str; 7] = [
+///
+/// The text is SQLite's; PostgreSQL gets it through [`postgres_url::pg_schema`] (64-bit
+/// integers, identity columns). Appending an entry is a schema migration: both backends apply
+/// the ones they lack when a store opens, and PostgreSQL records the count in
+/// `schema_version`.
+const SCHEMA: [&str; 8] = [
     commits::SCHEMA,
     runs::SCHEMA,
     media::SCHEMA,
@@ -89,6 +114,7 @@ const SCHEMA: [&str; 7] = [
     screened::SCHEMA,
     alerts::SCHEMA,
     exports::SCHEMA,
+    leases::SCHEMA,
 ];
 
 /// SQLite stores INTEGER as i64; seqs are u64 but stay far below 2^63 in practice. The cast is
@@ -130,6 +156,13 @@ fn owner_only(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -138,8 +171,14 @@ fn now_unix() -> i64 {
 }
 
 impl StateStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, or connects to the PostgreSQL
+    /// database when `path` is a `postgres://` URL (creating the tables it lacks).
     pub fn open(path: &Path) -> Result<Self, StateError> {
+        if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
+            return postgres_url::connect(url).and_then(|(client, label)| {
+                Self::init(Db::Pg(std::cell::RefCell::new(client)), label)
+            });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -151,10 +190,10 @@ impl StateStore {
         // from the first byte (created here, before SQLite would create it with the umask).
         owner_only(path).map_err(|e| StateError {
             path: path.to_owned(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            source: DbError::Decode(format!("cannot make it owner-only: {e}")),
         })?;
-        let conn = Connection::open(path).map_err(err)?;
-        let store = Self::init(conn, path.to_owned())?;
+        let conn = rusqlite::Connection::open(path).map_err(|e| err(DbError::Sqlite(e)))?;
+        let store = Self::init(Db::Sqlite(conn), path.to_owned())?;
         // SQLite gives -wal/-shm the main file's mode; set it anyway in case they predate it.
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
@@ -163,7 +202,7 @@ impl StateStore {
             if side.exists() {
                 owner_only(&side).map_err(|e| StateError {
                     path: side.clone(),
-                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                    source: DbError::Decode(format!("cannot make it owner-only: {e}")),
                 })?;
             }
         }
@@ -172,35 +211,35 @@ impl StateStore {
 
     /// An in-memory database (tests, one-shot runs).
     pub fn open_in_memory() -> Result<Self, StateError> {
-        let conn = Connection::open_in_memory().map_err(|source| StateError {
+        let conn = rusqlite::Connection::open_in_memory().map_err(|e| StateError {
             path: ":memory:".into(),
-            source,
+            source: DbError::Sqlite(e),
         })?;
-        Self::init(conn, ":memory:".into())
+        Self::init(Db::Sqlite(conn), ":memory:".into())
     }
 
-    fn init(conn: Connection, path: PathBuf) -> Result<Self, StateError> {
-        let store = StateStore { conn, path };
-        store
-            .conn
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| store.err(e))?;
-        // WAL lets `inspect` read while a pull writes; FULL makes each commit durable.
-        store
-            .conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| store.err(e))?;
-        store
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| store.err(e))?;
-        for tables in SCHEMA {
-            store.conn.execute_batch(tables).map_err(|e| store.err(e))?;
+    fn init(db: Db, path: PathBuf) -> Result<Self, StateError> {
+        let store = StateStore { db, path };
+        match &store.db {
+            Db::Sqlite(conn) => {
+                let sqlite = |e| store.err(DbError::Sqlite(e));
+                conn.busy_timeout(std::time::Duration::from_secs(10))
+                    .map_err(sqlite)?;
+                // WAL lets `inspect` read while a pull writes; FULL makes each commit durable.
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(sqlite)?;
+                conn.pragma_update(None, "synchronous", "FULL")
+                    .map_err(sqlite)?;
+                for tables in SCHEMA {
+                    conn.execute_batch(tables).map_err(sqlite)?;
+                }
+            }
+            Db::Pg(_) => postgres_url::migrate(&store.db, &SCHEMA).map_err(|e| store.err(e))?,
         }
         Ok(store)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StateError {
+    fn err(&self, source: DbError) -> StateError {
         StateError {
             path: self.path.clone(),
             source,
@@ -209,14 +248,24 @@ impl StateStore {
 
     /// Writes everything in the write-ahead log into the database file and empties the log, then
     /// closes: afterwards the one file holds all of the state and may be moved (`migrate`).
+    /// PostgreSQL has no file: nothing to do.
     pub fn close_into_one_file(self) -> Result<(), StateError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| self.err(e))?;
-        let path = self.path.clone();
-        self.conn
-            .close()
-            .map_err(|(_, source)| StateError { path, source })
+        let Db::Sqlite(conn) = self.db else {
+            return Ok(());
+        };
+        let path = self.path;
+        let err = |source| StateError {
+            path: path.clone(),
+            source: DbError::Sqlite(source),
+        };
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(err)?;
+        conn.close().map_err(|(_, source)| err(source))
+    }
+
+    /// Whether this store is PostgreSQL (shared by workers) rather than an embedded file.
+    pub fn is_shared(&self) -> bool {
+        self.db.is_pg()
     }
 
     /// The database file.
@@ -228,14 +277,9 @@ impl StateStore {
     /// returns, rolled back if committing fails. The event handler applies a whole batch of
     /// callbacks this way.
     pub fn in_transaction<R>(&mut self, f: impl FnOnce(&Self) -> R) -> Result<R, StateError> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.err(e))?;
+        self.db.begin().map_err(|e| self.err(e))?;
         let r = f(self);
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(self.err(e));
-        }
+        self.db.commit().map_err(|e| self.err(e))?;
         Ok(r)
     }
 
@@ -245,21 +289,40 @@ impl StateStore {
         &mut self,
         f: impl FnOnce(&Self) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.err(e))?;
+        self.db.begin().map_err(|e| self.err(e))?;
         let r = match f(self) {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                self.db.rollback();
                 return Err(e);
             }
         };
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(self.err(e));
-        }
+        self.db.commit().map_err(|e| self.err(e))?;
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+#[path = "../../tests/support/pg_server.rs"]
+pub(crate) mod pg_server;
+
+/// The state suite runs on both backends: each test body through [`test_backends::each_backend`].
+#[cfg(test)]
+pub(crate) mod test_backends {
+    use super::StateStore;
+
+    /// Runs `f` on a fresh in-memory SQLite store, then on a fresh PostgreSQL schema (when the
+    /// test server is available; see `tests/support/pg_server.rs`).
+    pub fn each_backend(mut f: impl FnMut(&mut StateStore)) {
+        let mut s = StateStore::open_in_memory().unwrap();
+        f(&mut s);
+        if let Some(url) = super::pg_server::fresh_url() {
+            let mut s = StateStore::open(std::path::Path::new(&url))
+                .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+            assert!(s.is_shared());
+            eprintln!("now on PostgreSQL");
+            f(&mut s);
+        }
     }
 }
 
@@ -323,8 +386,10 @@ mod tests {
     #[test]
     fn on_disk_schema_is_unchanged() {
         let s = StateStore::open_in_memory().unwrap();
-        let mut stmt = s
-            .conn
+        let Db::Sqlite(conn) = &s.db else {
+            unreachable!("in memory is SQLite")
+        };
+        let mut stmt = conn
             .prepare(
                 "SELECT m.name, group_concat(p.name, ',')
                  FROM sqlite_master m JOIN pragma_table_info(m.name) p
@@ -360,6 +425,8 @@ mod tests {
                  tool_version,os_user)",
                 "findings_screened(corp_id,rule_set_version,file)",
                 "kv(key,value,updated_at)",
+                "lease(corp_id,holder,claimed_at,expires_at,released_at)",
+                "lease_log(id,corp_id,holder,event,at)",
                 "media_file(corp_id,sdkfileid,kind,ext,md5sum,size_hint,status,bytes_done,indexbuf,\
                  tmp_path,attempts,mismatches,md5_status,path,size,sha256,error,updated_at)",
                 "media_ref(corp_id,msgid,seq,item_index,sdkfileid)",

@@ -8,8 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::params;
-
+use super::db::{p, Db, DbError};
 use super::{StateError, StateStore};
 
 /// The tables of this area (created when missing; their names are the on-disk format).
@@ -33,31 +32,27 @@ pub struct Screened {
 }
 
 /// Marks files in the caller's transaction (see the module documentation).
-pub(super) fn mark(
-    conn: &rusqlite::Connection,
-    corp_id: &str,
-    screened: &[Screened],
-) -> rusqlite::Result<()> {
+pub(super) fn mark(db: &Db, corp_id: &str, screened: &[Screened]) -> Result<(), DbError> {
     for s in screened {
-        conn.execute(
-            "INSERT OR IGNORE INTO findings_screened (corp_id, rule_set_version, file)
-             VALUES (?1, ?2, ?3)",
-            params![corp_id, s.rule_set_version, s.file],
+        db.execute(
+            "INSERT INTO findings_screened (corp_id, rule_set_version, file)
+             VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            p![corp_id, s.rule_set_version, s.file],
         )?;
     }
     Ok(())
 }
 
 /// Moves the marks of renamed files (`(old, new)`) in the caller's transaction.
-pub(super) fn rename(
-    conn: &rusqlite::Connection,
-    corp_id: &str,
-    renamed: &[(String, String)],
-) -> rusqlite::Result<()> {
+pub(super) fn rename(db: &Db, corp_id: &str, renamed: &[(String, String)]) -> Result<(), DbError> {
     for (old, new) in renamed {
-        conn.execute(
-            "UPDATE OR IGNORE findings_screened SET file = ?3 WHERE corp_id = ?1 AND file = ?2",
-            params![corp_id, old, new],
+        // A mark the new name has already stays; the old name's copy of it goes.
+        db.execute(
+            "UPDATE findings_screened SET file = ?3 WHERE corp_id = ?1 AND file = ?2
+             AND NOT EXISTS (SELECT 1 FROM findings_screened f
+                             WHERE f.corp_id = ?1 AND f.file = ?3
+                               AND f.rule_set_version = findings_screened.rule_set_version)",
+            p![corp_id, old, new],
         )?;
     }
     Ok(())
@@ -70,16 +65,15 @@ impl StateStore {
         corp_id: &str,
         version: &str,
     ) -> Result<HashSet<String>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        let rows = self
+            .db
+            .query(
                 "SELECT file FROM findings_screened WHERE corp_id = ?1 AND rule_set_version = ?2",
+                p![corp_id, version],
+                |r| r.get::<String>(0),
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![corp_id, version], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 
     /// Every version each file of `corp_id` was screened by.
@@ -87,18 +81,16 @@ impl StateStore {
         &self,
         corp_id: &str,
     ) -> Result<HashMap<String, HashSet<String>>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT file, rule_set_version FROM findings_screened WHERE corp_id = ?1")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([corp_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
+        let rows = self
+            .db
+            .query(
+                "SELECT file, rule_set_version FROM findings_screened WHERE corp_id = ?1",
+                p![corp_id],
+                |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+            )
             .map_err(|e| self.err(e))?;
         let mut out: HashMap<String, HashSet<String>> = HashMap::new();
-        for row in rows {
-            let (file, version) = row.map_err(|e| self.err(e))?;
+        for (file, version) in rows {
             out.entry(file).or_default().insert(version);
         }
         Ok(out)

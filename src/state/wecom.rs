@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{params, OptionalExtension};
-
+use super::db::{p, DbError, Row};
 use super::{now_unix, SharedState, StateError, StateStore};
 use crate::auth::providers::{SuiteTicketSource, SUITE_TICKET_TTL_SECS};
 use crate::auth::token::{StoredToken, TokenStore};
@@ -119,17 +118,10 @@ impl StateStore {
             let keys: Vec<&str> = events.iter().map(|e| e.dedupe_key).collect();
             let fresh = store.claim_callback_keys(&keys, now, ttl_secs)?;
             store
-                .conn
+                .db
                 .execute(
                     "DELETE FROM callback_event WHERE handled_at IS NOT NULL AND handled_at <= ?1",
-                    [now.saturating_sub(ttl_secs)],
-                )
-                .map_err(|e| store.err(e))?;
-            let mut insert = store
-                .conn
-                .prepare_cached(
-                    "INSERT INTO callback_event (dedupe_key, route, receiveid, payload, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    p![now.saturating_sub(ttl_secs)],
                 )
                 .map_err(|e| store.err(e))?;
             let mut out = Vec::with_capacity(events.len());
@@ -138,10 +130,17 @@ impl StateStore {
                     out.push(None);
                     continue;
                 }
-                insert
-                    .execute(params![e.dedupe_key, e.route, e.receiveid, e.payload, now])
+                let id = store
+                    .db
+                    .query_one(
+                        "INSERT INTO callback_event
+                             (dedupe_key, route, receiveid, payload, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                        p![e.dedupe_key, e.route, e.receiveid, e.payload, now],
+                        |r| r.get::<i64>(0),
+                    )
                     .map_err(|e| store.err(e))?;
-                out.push(Some(store.conn.last_insert_rowid()));
+                out.push(Some(id));
             }
             Ok(out)
         })
@@ -149,10 +148,10 @@ impl StateStore {
 
     /// Marks a recorded callback handled.
     pub fn mark_callback_handled(&self, id: i64, now: i64) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE callback_event SET handled_at = ?2 WHERE id = ?1",
-                params![id, now],
+                p![id, now],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -170,44 +169,44 @@ impl StateStore {
     }
 
     fn callback_events_where(&self, filter: &str) -> Result<Vec<StoredCallbackEvent>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT id, dedupe_key, route, receiveid, payload, received_at, handled_at
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT id, dedupe_key, route, receiveid, payload, received_at, handled_at
                  FROM callback_event {filter} ORDER BY id"
-            ))
+                ),
+                &[],
+                |r| {
+                    Ok(StoredCallbackEvent {
+                        id: r.get(0)?,
+                        dedupe_key: r.get(1)?,
+                        route: r.get(2)?,
+                        receiveid: r.get(3)?,
+                        payload: Secret::new(r.get::<String>(4)?),
+                        received_at: r.get(5)?,
+                        handled_at: r.get(6)?,
+                    })
+                },
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(StoredCallbackEvent {
-                    id: r.get(0)?,
-                    dedupe_key: r.get(1)?,
-                    route: r.get(2)?,
-                    receiveid: r.get(3)?,
-                    payload: Secret::new(r.get::<_, String>(4)?),
-                    received_at: r.get(5)?,
-                    handled_at: r.get(6)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 
     /// A small named value (tokens, tickets and other state of the WeCom-facing side).
     pub fn get_value(&self, key: &str) -> Result<Option<String>, StateError> {
-        self.conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
+        self.db
+            .query_opt("SELECT value FROM kv WHERE key = ?1", p![key], |r| r.get(0))
             .map_err(|e| self.err(e))
     }
 
     /// Stores a small named value.
     pub fn put_value(&self, key: &str, value: &str) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(key) DO UPDATE SET value = ?2, updated_at = ?3",
-                params![key, value, now_unix()],
+                p![key, value, now_unix()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -231,14 +230,14 @@ impl StateStore {
             return Ok(false);
         }
         // One statement, so two concurrent offers cannot both pass a read-then-write check.
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO suite_ticket (suite_id, ticket, timestamp, received_at)
                  VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(suite_id) DO UPDATE SET ticket = ?2, timestamp = ?3, received_at = ?4
                  WHERE excluded.timestamp > suite_ticket.timestamp
                     OR suite_ticket.timestamp > ?5",
-                params![
+                p![
                     suite_id,
                     ticket.expose(),
                     timestamp,
@@ -253,13 +252,12 @@ impl StateStore {
     /// The newest stored `suite_ticket` of `suite_id` with its push `TimeStamp` (the caller
     /// decides whether it is still valid).
     pub fn suite_ticket(&self, suite_id: &str) -> Result<Option<(Secret, i64)>, StateError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT ticket, timestamp FROM suite_ticket WHERE suite_id = ?1",
-                [suite_id],
-                |r| Ok((Secret::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)),
+                p![suite_id],
+                |r| Ok((Secret::new(r.get::<String>(0)?), r.get::<i64>(1)?)),
             )
-            .optional()
             .map_err(|e| self.err(e))
     }
 
@@ -271,13 +269,13 @@ impl StateStore {
         corp_name: &str,
         permanent_code: &Secret,
     ) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO auth_corp (corp_id, suite_id, corp_name, permanent_code, enabled, updated_at)
                  VALUES (?1, ?2, ?3, ?4, 1, ?5)
                  ON CONFLICT(corp_id) DO UPDATE SET suite_id = ?2, corp_name = ?3,
                      permanent_code = ?4, enabled = 1, updated_at = ?5",
-                params![corp_id, suite_id, corp_name, permanent_code.expose(), now_unix()],
+                p![corp_id, suite_id, corp_name, permanent_code.expose(), now_unix()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -291,18 +289,18 @@ impl StateStore {
         } else {
             "UPDATE auth_corp SET enabled = 0, updated_at = ?2 WHERE corp_id = ?1"
         };
-        self.conn
-            .execute(sql, params![corp_id, now_unix()])
+        self.db
+            .execute(sql, p![corp_id, now_unix()])
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }
 
     /// Updates the name of an authorized corp (after `change_auth`).
     pub fn rename_auth_corp(&self, corp_id: &str, corp_name: &str) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE auth_corp SET corp_name = ?2, updated_at = ?3 WHERE corp_id = ?1",
-                params![corp_id, corp_name, now_unix()],
+                p![corp_id, corp_name, now_unix()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -310,28 +308,28 @@ impl StateStore {
 
     /// One authorized corp.
     pub fn auth_corp(&self, corp_id: &str) -> Result<Option<AuthCorp>, StateError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT corp_id, suite_id, corp_name, permanent_code, enabled, updated_at
                  FROM auth_corp WHERE corp_id = ?1",
-                [corp_id],
+                p![corp_id],
                 auth_corp_row,
             )
-            .optional()
             .map_err(|e| self.err(e))
     }
 
     /// Every authorized corp, enabled or not, by corp id.
     pub fn auth_corps(&self) -> Result<Vec<AuthCorp>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        let rows = self
+            .db
+            .query(
                 "SELECT corp_id, suite_id, corp_name, permanent_code, enabled, updated_at
                  FROM auth_corp ORDER BY corp_id",
+                &[],
+                auth_corp_row,
             )
             .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], auth_corp_row).map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        Ok(rows.into_iter().collect())
     }
 
     /// Claims callback dedupe keys: for each key, `true` if it was new (now remembered until
@@ -344,48 +342,44 @@ impl StateStore {
         now: i64,
         ttl_secs: i64,
     ) -> Result<Vec<bool>, StateError> {
-        self.conn
-            .execute("DELETE FROM callback_seen WHERE expires_at <= ?1", [now])
-            .map_err(|e| self.err(e))?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO callback_seen (key, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO NOTHING",
-            )
+        self.db
+            .execute("DELETE FROM callback_seen WHERE expires_at <= ?1", p![now])
             .map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            out.push(
-                stmt.execute(params![key, now + ttl_secs])
-                    .map_err(|e| self.err(e))?
-                    > 0,
-            );
+            let n = self
+                .db
+                .execute(
+                    "INSERT INTO callback_seen (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO NOTHING",
+                    p![key, now + ttl_secs],
+                )
+                .map_err(|e| self.err(e))?;
+            out.push(n > 0);
         }
         Ok(out)
     }
 
     /// A stored token ([`crate::auth::token::TokenStore`] on SQLite): value and expiry.
     pub fn token(&self, key: &str) -> Result<Option<(Secret, i64)>, StateError> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT value, expires_at FROM token WHERE key = ?1",
-                [key],
-                |r| Ok((Secret::new(r.get::<_, String>(0)?), r.get::<_, i64>(1)?)),
+                p![key],
+                |r| Ok((Secret::new(r.get::<String>(0)?), r.get::<i64>(1)?)),
             )
-            .optional()
             .map_err(|e| self.err(e))
     }
 
     /// Stores a token unless the stored one expires later (an older response must not
     /// overwrite a newer token).
     pub fn save_token(&self, key: &str, value: &Secret, expires_at: i64) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "INSERT INTO token (key, value, expires_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(key) DO UPDATE SET value = ?2, expires_at = ?3
                  WHERE excluded.expires_at >= token.expires_at",
-                params![key, value.expose(), expires_at],
+                p![key, value.expose(), expires_at],
             )
             .map(drop)
             .map_err(|e| self.err(e))
@@ -393,23 +387,23 @@ impl StateStore {
 
     /// Forgets a token, only if it is still `rejected`.
     pub fn remove_token(&self, key: &str, rejected: &Secret) -> Result<(), StateError> {
-        self.conn
+        self.db
             .execute(
                 "DELETE FROM token WHERE key = ?1 AND value = ?2",
-                params![key, rejected.expose()],
+                p![key, rejected.expose()],
             )
             .map(drop)
             .map_err(|e| self.err(e))
     }
 }
 
-fn auth_corp_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuthCorp> {
+fn auth_corp_row(r: &Row<'_, '_>) -> Result<AuthCorp, DbError> {
     Ok(AuthCorp {
         corp_id: r.get(0)?,
         suite_id: r.get(1)?,
         corp_name: r.get(2)?,
-        permanent_code: r.get::<_, Option<String>>(3)?.map(Secret::new),
-        enabled: r.get::<_, i64>(4)? != 0,
+        permanent_code: r.get::<Option<String>>(3)?.map(Secret::new),
+        enabled: r.get::<i64>(4)? != 0,
         updated_at: r.get(5)?,
     })
 }
@@ -494,24 +488,25 @@ mod tests {
 
     #[test]
     fn suite_ticket_keeps_the_newest_push() {
-        let s = StateStore::open_in_memory().unwrap();
-        assert!(s.suite_ticket("ws").unwrap().is_none());
-        assert!(s
-            .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
-            .unwrap());
-        // An older push arriving late is ignored, so is a replay of the same push.
-        assert!(!s
-            .offer_suite_ticket("ws", &Secret::new("t1"), 100, 300)
-            .unwrap());
-        assert!(!s
-            .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
-            .unwrap());
-        assert!(s
-            .offer_suite_ticket("ws", &Secret::new("t3"), 300, 300)
-            .unwrap());
-        let (t, ts) = s.suite_ticket("ws").unwrap().unwrap();
-        assert_eq!((t.expose(), ts), ("t3", 300));
-        assert!(s.suite_ticket("other").unwrap().is_none());
+        crate::state::test_backends::each_backend(|s| {
+            assert!(s.suite_ticket("ws").unwrap().is_none());
+            assert!(s
+                .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
+                .unwrap());
+            // An older push arriving late is ignored, so is a replay of the same push.
+            assert!(!s
+                .offer_suite_ticket("ws", &Secret::new("t1"), 100, 300)
+                .unwrap());
+            assert!(!s
+                .offer_suite_ticket("ws", &Secret::new("t2"), 200, 300)
+                .unwrap());
+            assert!(s
+                .offer_suite_ticket("ws", &Secret::new("t3"), 300, 300)
+                .unwrap());
+            let (t, ts) = s.suite_ticket("ws").unwrap().unwrap();
+            assert_eq!((t.expose(), ts), ("t3", 300));
+            assert!(s.suite_ticket("other").unwrap().is_none());
+        });
     }
 
     #[test]
@@ -534,8 +529,7 @@ mod tests {
             .offer_suite_ticket("ws", &Secret::new("t2"), now + 300, now)
             .unwrap());
         // A far-future row already on disk (written before the check) is replaced.
-        s.conn
-            .execute("UPDATE suite_ticket SET timestamp = ?1", [i64::MAX])
+        s.db.execute("UPDATE suite_ticket SET timestamp = ?1", p![i64::MAX])
             .unwrap();
         assert!(s
             .offer_suite_ticket("ws", &Secret::new("t3"), now + 10, now)
@@ -556,66 +550,69 @@ mod tests {
 
     #[test]
     fn auth_corps_are_stored_disabled_and_reenabled() {
-        let s = StateStore::open_in_memory().unwrap();
-        s.put_auth_corp("wwc", "ws", "Corp", &Secret::new("pc1"))
-            .unwrap();
-        let c = s.auth_corp("wwc").unwrap().unwrap();
-        assert!(c.enabled);
-        assert_eq!(c.permanent_code.unwrap().expose(), "pc1");
-        assert!(s.disable_auth_corp("wwc", true).unwrap());
-        let c = s.auth_corp("wwc").unwrap().unwrap();
-        assert!(!c.enabled && c.permanent_code.is_none());
-        assert!(!s.disable_auth_corp("unknown", true).unwrap());
-        s.put_auth_corp("wwc", "ws", "Corp 2", &Secret::new("pc2"))
-            .unwrap();
-        assert_eq!(s.auth_corps().unwrap()[0].corp_name, "Corp 2");
-        assert!(s.auth_corps().unwrap()[0].enabled);
+        crate::state::test_backends::each_backend(|s| {
+            s.put_auth_corp("wwc", "ws", "Corp", &Secret::new("pc1"))
+                .unwrap();
+            let c = s.auth_corp("wwc").unwrap().unwrap();
+            assert!(c.enabled);
+            assert_eq!(c.permanent_code.unwrap().expose(), "pc1");
+            assert!(s.disable_auth_corp("wwc", true).unwrap());
+            let c = s.auth_corp("wwc").unwrap().unwrap();
+            assert!(!c.enabled && c.permanent_code.is_none());
+            assert!(!s.disable_auth_corp("unknown", true).unwrap());
+            s.put_auth_corp("wwc", "ws", "Corp 2", &Secret::new("pc2"))
+                .unwrap();
+            assert_eq!(s.auth_corps().unwrap()[0].corp_name, "Corp 2");
+            assert!(s.auth_corps().unwrap()[0].enabled);
+        });
     }
 
     #[test]
     fn callback_keys_are_claimed_once_until_they_expire() {
-        let mut s = StateStore::open_in_memory().unwrap();
-        let claimed = s
-            .in_transaction(|s| s.claim_callback_keys(&["a", "b", "a"], 1000, 60))
-            .unwrap()
-            .unwrap();
-        assert_eq!(claimed, vec![true, true, false]);
-        assert_eq!(
-            s.claim_callback_keys(&["b"], 1059, 60).unwrap(),
-            vec![false]
-        );
-        // Expired: a new delivery with the same key is new again.
-        assert_eq!(s.claim_callback_keys(&["b"], 1060, 60).unwrap(), vec![true]);
+        crate::state::test_backends::each_backend(|s| {
+            let claimed = s
+                .in_transaction(|s| s.claim_callback_keys(&["a", "b", "a"], 1000, 60))
+                .unwrap()
+                .unwrap();
+            assert_eq!(claimed, vec![true, true, false]);
+            assert_eq!(
+                s.claim_callback_keys(&["b"], 1059, 60).unwrap(),
+                vec![false]
+            );
+            // Expired: a new delivery with the same key is new again.
+            assert_eq!(s.claim_callback_keys(&["b"], 1060, 60).unwrap(), vec![true]);
+        });
     }
 
     #[test]
     fn callback_events_are_recorded_once_and_marked_handled() {
-        let mut s = StateStore::open_in_memory().unwrap();
-        let ev = |k| NewCallbackEvent {
-            dedupe_key: k,
-            route: "app",
-            receiveid: "ww1",
-            payload: "<xml/>",
-        };
-        let ids = s
-            .record_callback_events(&[ev("a"), ev("b"), ev("a")], 1000, 60)
-            .unwrap();
-        assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
-        assert_eq!(
-            s.record_callback_events(&[ev("b")], 1001, 60).unwrap(),
-            [None]
-        );
-        assert_eq!(s.unhandled_callback_events().unwrap().len(), 2);
-        s.mark_callback_handled(ids[0].unwrap(), 1002).unwrap();
-        let left = s.unhandled_callback_events().unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(
-            (left[0].id, left[0].dedupe_key.as_str()),
-            (ids[1].unwrap(), "b")
-        );
-        // Handled rows are purged once their dedupe key has expired.
-        s.record_callback_events(&[], 1062, 60).unwrap();
-        assert_eq!(s.callback_events().unwrap().len(), 1);
+        crate::state::test_backends::each_backend(|s| {
+            let ev = |k| NewCallbackEvent {
+                dedupe_key: k,
+                route: "app",
+                receiveid: "ww1",
+                payload: "<xml/>",
+            };
+            let ids = s
+                .record_callback_events(&[ev("a"), ev("b"), ev("a")], 1000, 60)
+                .unwrap();
+            assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
+            assert_eq!(
+                s.record_callback_events(&[ev("b")], 1001, 60).unwrap(),
+                [None]
+            );
+            assert_eq!(s.unhandled_callback_events().unwrap().len(), 2);
+            s.mark_callback_handled(ids[0].unwrap(), 1002).unwrap();
+            let left = s.unhandled_callback_events().unwrap();
+            assert_eq!(left.len(), 1);
+            assert_eq!(
+                (left[0].id, left[0].dedupe_key.as_str()),
+                (ids[1].unwrap(), "b")
+            );
+            // Handled rows are purged once their dedupe key has expired.
+            s.record_callback_events(&[], 1062, 60).unwrap();
+            assert_eq!(s.callback_events().unwrap().len(), 1);
+        });
     }
 
     #[test]
@@ -623,8 +620,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
         let mut s = StateStore::open(&path).unwrap();
-        s.conn
-            .busy_timeout(std::time::Duration::from_millis(10))
+        let crate::state::db::Db::Sqlite(conn) = &s.db else {
+            unreachable!("a file store is SQLite")
+        };
+        conn.busy_timeout(std::time::Duration::from_millis(10))
             .unwrap();
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -641,14 +640,15 @@ mod tests {
 
     #[test]
     fn tokens_keep_the_later_expiry_and_remove_only_the_rejected_one() {
-        let s = StateStore::open_in_memory().unwrap();
-        s.save_token("k", &Secret::new("new"), 200).unwrap();
-        s.save_token("k", &Secret::new("old"), 100).unwrap();
-        assert_eq!(s.token("k").unwrap().unwrap().0.expose(), "new");
-        s.remove_token("k", &Secret::new("old")).unwrap();
-        assert!(s.token("k").unwrap().is_some());
-        s.remove_token("k", &Secret::new("new")).unwrap();
-        assert!(s.token("k").unwrap().is_none());
+        crate::state::test_backends::each_backend(|s| {
+            s.save_token("k", &Secret::new("new"), 200).unwrap();
+            s.save_token("k", &Secret::new("old"), 100).unwrap();
+            assert_eq!(s.token("k").unwrap().unwrap().0.expose(), "new");
+            s.remove_token("k", &Secret::new("old")).unwrap();
+            assert!(s.token("k").unwrap().is_some());
+            s.remove_token("k", &Secret::new("new")).unwrap();
+            assert!(s.token("k").unwrap().is_none());
+        });
     }
 
     #[test]

@@ -43,6 +43,7 @@ const CONFIG_COMMANDS: &[&[&str]] = &[
     &["retry-dead-letters", "--corp", "wwcorp"],
     &["compact"],
     &["scan"],
+    &["status"],
     &[
         "export", "--corp", "wwcorp", "--user", "u", "--format", "html", "--to-dir", "x",
     ],

@@ -15,10 +15,13 @@ mod compliance;
 mod decryptdata_vectors;
 mod delta;
 mod export;
+mod fleet;
 mod media_download;
 mod migrate;
 mod migrate_schema;
 mod model_messages;
+#[path = "../support/pg_server.rs"]
+mod pg_server;
 mod pipeline_resume;
 mod pull_guard;
 mod readme;

@@ -1,0 +1,168 @@
+//! Many workers, one PostgreSQL state: a worker pulls a corp only while it holds the corp's
+//! lease (see `state::leases` for the table and `docs/scale-out.md` for the deployment).
+//!
+//! ```text
+//!  claim ─▶ granted ─▶ pull (renewer thread: every lease_secs/3) ─▶ release
+//!        └▶ held by another worker ─▶ skip the corp this round
+//!  renewal refused (the lease ran out and another worker took it) ─▶ stop the pull
+//! ```
+//!
+//! The lease is the first guard. The second is the output's own: a Delta commit carries the
+//! corp's last seq in its txn, and a Parquet commit moves the checkpoint in the state database,
+//! so even two holders of one corp could not write a seq twice.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::state::{Lease, LeaseClaim, StateError, StateStore};
+
+/// This process's name in the lease table: `host:pid:random`, unique per process start.
+pub fn holder_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let host = hostname().unwrap_or_else(|| "host".into());
+        format!(
+            "{host}:{}:{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        )
+    })
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or fails.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..end])
+        .ok()
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+}
+
+/// A corp's lease held by this process, with the connection that renews and releases it.
+pub struct CorpLease {
+    store: StateStore,
+    corp_id: String,
+    ttl: Duration,
+}
+
+/// What a claim gave.
+pub enum Claimed {
+    /// Ours: pull the corp through [`CorpLease::hold_while`].
+    Granted(Box<CorpLease>),
+    /// Another worker holds it.
+    Held(Lease),
+}
+
+impl CorpLease {
+    /// Claims `corp_id` for this process, for `[fleet] lease_secs`.
+    pub fn claim(config: &Config, corp_id: &str) -> Result<Claimed, StateError> {
+        let mut store = StateStore::open(&config.state_path())?;
+        let ttl = Duration::from_secs(config.fleet.lease_secs.max(1));
+        match store.claim_lease(corp_id, holder_id(), ttl.as_millis() as i64)? {
+            LeaseClaim::Held(lease) => Ok(Claimed::Held(lease)),
+            LeaseClaim::Granted { took_over_from, .. } => {
+                if let Some(previous) = took_over_from {
+                    tracing::warn!(
+                        corp = corp_id,
+                        previous = %previous,
+                        "took the corp over: its previous worker's lease ran out without a release"
+                    );
+                }
+                tracing::info!(
+                    corp = corp_id,
+                    holder = holder_id(),
+                    event = "lease_claimed"
+                );
+                Ok(Claimed::Granted(Box::new(CorpLease {
+                    store,
+                    corp_id: corp_id.to_owned(),
+                    ttl,
+                })))
+            }
+        }
+    }
+
+    /// Runs `f` while renewing the lease, then releases it. `f` gets the stop flag to obey: set
+    /// when `stop` is, and when the lease is lost (not renewed in time, or taken by another
+    /// worker after it ran out). Returns what `f` returned, and whether the lease was lost.
+    pub fn hold_while<R>(
+        self: Box<Self>,
+        stop: &AtomicBool,
+        f: impl FnOnce(&AtomicBool) -> R,
+    ) -> (R, bool) {
+        let CorpLease {
+            store,
+            corp_id,
+            ttl,
+        } = *self;
+        let corp_stop = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        let lost = AtomicBool::new(false);
+        let ttl_ms = ttl.as_millis() as i64;
+        let every = (ttl / 3).max(Duration::from_millis(200));
+        let (corp_stop_r, done_r, lost_r, corp) = (&corp_stop, &done, &lost, corp_id.as_str());
+        let (result, mut store) = std::thread::scope(|scope| {
+            let (corp_stop, done, lost, corp_id) = (corp_stop_r, done_r, lost_r, corp);
+            let renewer = scope.spawn(move || {
+                let mut renewed = Instant::now();
+                let mut next = renewed + every;
+                while !done.load(Ordering::Acquire) {
+                    if stop.load(Ordering::Relaxed) {
+                        corp_stop.store(true, Ordering::Relaxed);
+                    }
+                    if Instant::now() >= next {
+                        // After an error, retry sooner than the next regular renewal.
+                        next = Instant::now() + every.min(Duration::from_secs(1));
+                        match store.renew_lease(corp_id, holder_id(), ttl_ms) {
+                            Ok(true) => {
+                                renewed = Instant::now();
+                                next = renewed + every;
+                            }
+                            Ok(false) => {
+                                tracing::error!(
+                                    corp = %corp_id,
+                                    "lost the corp's lease (it ran out, and another worker may \
+                                     hold it now): stopping this pull after its current batch"
+                                );
+                                lost.store(true, Ordering::Relaxed);
+                                corp_stop.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                            Err(e) => {
+                                tracing::warn!(corp = %corp_id, error = %e, "cannot renew the lease; retrying");
+                                // Before it can have run out on the database's clock: stop.
+                                if renewed.elapsed() >= ttl.saturating_sub(every) {
+                                    lost.store(true, Ordering::Relaxed);
+                                    corp_stop.store(true, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                store
+            });
+            let r = f(corp_stop);
+            done.store(true, Ordering::Release);
+            (r, renewer.join().expect("the lease renewer does not panic"))
+        });
+        let lost = lost.load(Ordering::Relaxed);
+        if !lost {
+            if let Err(e) = store.release_lease(&corp_id, holder_id()) {
+                // It runs out by itself after lease_secs.
+                tracing::warn!(corp = %corp_id, error = %e, "cannot release the lease");
+            } else {
+                tracing::info!(corp = %corp_id, holder = holder_id(), event = "lease_released");
+            }
+        }
+        (result, lost)
+    }
+}

@@ -1,0 +1,300 @@
+//! The two backends of the state database behind one small SQL interface: SQLite (embedded, the
+//! default) and PostgreSQL (shared by many workers).
+//!
+//! The areas write their SQL once, in the dialect both accept: `?N` placeholders (rewritten to
+//! `$N` for PostgreSQL), `INSERT … ON CONFLICT … DO NOTHING | DO UPDATE`, `RETURNING id` instead
+//! of `last_insert_rowid()`, `CAST(… AS BIGINT)` around aggregates whose PostgreSQL type would
+//! otherwise be `NUMERIC`. Every integer column is 64 bits on both sides (`INTEGER` in SQLite,
+//! `BIGINT` in PostgreSQL), so every integer parameter and result is an `i64`.
+
+use std::cell::RefCell;
+use std::fmt;
+
+/// A parameter both backends can bind.
+pub(crate) trait Param {
+    fn sqlite(&self) -> &dyn rusqlite::ToSql;
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync);
+}
+
+impl<T: rusqlite::ToSql + postgres::types::ToSql + Sync> Param for T {
+    fn sqlite(&self) -> &dyn rusqlite::ToSql {
+        self
+    }
+    fn pg(&self) -> &(dyn postgres::types::ToSql + Sync) {
+        self
+    }
+}
+
+/// A column type both backends can read.
+pub(crate) trait Column: Sized {
+    fn from_sqlite(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Self>;
+    fn from_pg(row: &postgres::Row, idx: usize) -> Result<Self, postgres::Error>;
+}
+
+impl<T> Column for T
+where
+    T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>,
+{
+    fn from_sqlite(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Self> {
+        row.get(idx)
+    }
+    fn from_pg(row: &postgres::Row, idx: usize) -> Result<Self, postgres::Error> {
+        row.try_get(idx)
+    }
+}
+
+/// One result row of either backend.
+pub(crate) enum Row<'a, 'b> {
+    Sqlite(&'a rusqlite::Row<'b>),
+    Pg(&'a postgres::Row),
+}
+
+impl Row<'_, '_> {
+    /// Column `idx` (0-based).
+    pub fn get<T: Column>(&self, idx: usize) -> Result<T, DbError> {
+        match self {
+            Row::Sqlite(r) => T::from_sqlite(r, idx).map_err(DbError::Sqlite),
+            Row::Pg(r) => T::from_pg(r, idx).map_err(DbError::Pg),
+        }
+    }
+}
+
+/// An error of either backend, or a stored value that does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error("{0}")]
+    Sqlite(#[source] rusqlite::Error),
+    /// PostgreSQL failed (the server's message, with its SQLSTATE, when it sent one).
+    #[error("{}", pg_message(.0))]
+    Pg(#[source] postgres::Error),
+    /// A stored value is not what this version writes.
+    #[error("a stored value does not decode: {0}")]
+    Decode(String),
+}
+
+impl DbError {
+    /// Whether a retry may succeed: a serialization failure or deadlock (PostgreSQL) or a busy
+    /// database (SQLite).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            DbError::Pg(e) => e.code().is_some_and(|c| {
+                *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+            }),
+            _ => false,
+        }
+    }
+}
+
+fn pg_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        // Connection errors: the client's own text ("error connecting to server: …").
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(": ");
+                s.push_str(&inner.to_string());
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// A connection to one of the backends.
+pub(crate) enum Db {
+    Sqlite(rusqlite::Connection),
+    // `postgres::Client` wants `&mut self`; the store's methods take `&self` like rusqlite's.
+    Pg(RefCell<postgres::Client>),
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Db::Sqlite(_) => "Db::Sqlite",
+            Db::Pg(_) => "Db::Pg",
+        })
+    }
+}
+
+/// `?N` → `$N` (placeholders only: the areas' SQL has no `?` inside string literals).
+fn pg_sql(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+fn sqlite_params<'a>(params: &'a [&'a dyn Param]) -> Vec<&'a dyn rusqlite::ToSql> {
+    params.iter().map(|p| p.sqlite()).collect()
+}
+
+fn pg_params<'a>(params: &'a [&'a dyn Param]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    params.iter().map(|p| p.pg()).collect()
+}
+
+impl Db {
+    /// Whether this is the PostgreSQL backend.
+    pub fn is_pg(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+
+    /// Runs one statement; returns the number of rows it changed.
+    pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, DbError> {
+        match self {
+            Db::Sqlite(c) => c
+                .execute(sql, sqlite_params(params).as_slice())
+                .map(|n| n as u64)
+                .map_err(DbError::Sqlite),
+            Db::Pg(c) => c
+                .borrow_mut()
+                .execute(pg_sql(sql).as_str(), &pg_params(params))
+                .map_err(DbError::Pg),
+        }
+    }
+
+    /// Runs several statements without parameters.
+    pub fn batch(&self, sql: &str) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(c) => c.execute_batch(sql).map_err(DbError::Sqlite),
+            Db::Pg(c) => c.borrow_mut().batch_execute(sql).map_err(DbError::Pg),
+        }
+    }
+
+    /// Every row of a query, each mapped by `f`.
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare(sql).map_err(DbError::Sqlite)?;
+                let mut rows = stmt
+                    .query(sqlite_params(params).as_slice())
+                    .map_err(DbError::Sqlite)?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().map_err(DbError::Sqlite)? {
+                    out.push(f(&Row::Sqlite(r))?);
+                }
+                Ok(out)
+            }
+            Db::Pg(c) => {
+                let rows = c
+                    .borrow_mut()
+                    .query(pg_sql(sql).as_str(), &pg_params(params))
+                    .map_err(DbError::Pg)?;
+                rows.iter().map(|r| f(&Row::Pg(r))).collect()
+            }
+        }
+    }
+
+    /// The first row of a query, if any, mapped by `f`.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
+    ) -> Result<Option<T>, DbError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare(sql).map_err(DbError::Sqlite)?;
+                let mut rows = stmt
+                    .query(sqlite_params(params).as_slice())
+                    .map_err(DbError::Sqlite)?;
+                match rows.next().map_err(DbError::Sqlite)? {
+                    Some(r) => f(&Row::Sqlite(r)).map(Some),
+                    None => Ok(None),
+                }
+            }
+            Db::Pg(c) => {
+                let row = c
+                    .borrow_mut()
+                    .query_opt(pg_sql(sql).as_str(), &pg_params(params))
+                    .map_err(DbError::Pg)?;
+                row.map(|r| f(&Row::Pg(&r))).transpose()
+            }
+        }
+    }
+
+    /// The one row a query must return, mapped by `f`.
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.query_opt(sql, params, f)?.ok_or_else(|| match self {
+            Db::Sqlite(_) => DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows),
+            Db::Pg(_) => DbError::Decode(format!("no row for: {}", sql.trim())),
+        })
+    }
+
+    /// Starts a transaction that takes the write lock at once (SQLite `BEGIN IMMEDIATE`), so
+    /// that it cannot fail later on a lock upgrade.
+    pub fn begin(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(_) => self.batch("BEGIN IMMEDIATE"),
+            Db::Pg(_) => self.batch("BEGIN"),
+        }
+    }
+
+    /// Commits the open transaction; on failure rolls it back.
+    pub fn commit(&self) -> Result<(), DbError> {
+        self.batch("COMMIT").inspect_err(|_| {
+            let _ = self.batch("ROLLBACK");
+        })
+    }
+
+    /// Rolls the open transaction back.
+    pub fn rollback(&self) {
+        let _ = self.batch("ROLLBACK");
+    }
+
+    /// Runs `f` in one transaction: committed if it returns `Ok`, rolled back otherwise.
+    pub fn transaction<R>(&self, f: impl FnOnce(&Db) -> Result<R, DbError>) -> Result<R, DbError> {
+        self.begin()?;
+        match f(self) {
+            Ok(r) => self.commit().map(|()| r),
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `?1, ?2, … ?n` starting after `from` (for `IN (…)` lists).
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from + 1..=from + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The parameters of one statement: `p![a, b]` is `&[&a, &b]` as [`Param`]s.
+macro_rules! p {
+    ($($x:expr),* $(,)?) => {
+        &[$(&$x as &dyn $crate::state::db::Param),*] as &[&dyn $crate::state::db::Param]
+    };
+}
+pub(crate) use p;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_for_postgres() {
+        assert_eq!(
+            pg_sql("SELECT a FROM t WHERE b = ?1 AND c = ?12"),
+            "SELECT a FROM t WHERE b = $1 AND c = $12"
+        );
+        assert_eq!(placeholders(2, 3), "?3, ?4, ?5");
+    }
+}
