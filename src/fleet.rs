@@ -11,12 +11,25 @@
 //! corp's last seq in its txn, and a Parquet commit moves the checkpoint in the state database,
 //! so even two holders of one corp could not write a seq twice.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::state::{Lease, LeaseClaim, StateError, StateStore};
+
+static HELD: AtomicU64 = AtomicU64::new(0);
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+/// Corp leases this process holds now (`/metrics`).
+pub fn leases_held() -> u64 {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// Leases that ran out under a running pull of this process (`/metrics`).
+pub fn leases_lost() -> u64 {
+    LOST.load(Ordering::Relaxed)
+}
 
 /// This process's name in the lease table: `host:pid:random`, unique per process start.
 pub fn holder_id() -> &'static str {
@@ -50,6 +63,7 @@ pub struct CorpLease {
     store: StateStore,
     corp_id: String,
     ttl: Duration,
+    claimed_at_ms: i64,
 }
 
 /// What a claim gave.
@@ -80,10 +94,15 @@ impl CorpLease {
                     holder = holder_id(),
                     event = "lease_claimed"
                 );
+                // A pull that starts now and catches up answers every request made so far
+                // (notifies stored by any worker); later ones stay for the next pull.
+                let claimed_at_ms = store.db_now_ms()?;
+                HELD.fetch_add(1, Ordering::Relaxed);
                 Ok(Claimed::Granted(Box::new(CorpLease {
                     store,
                     corp_id: corp_id.to_owned(),
                     ttl,
+                    claimed_at_ms,
                 })))
             }
         }
@@ -92,15 +111,21 @@ impl CorpLease {
     /// Runs `f` while renewing the lease, then releases it. `f` gets the stop flag to obey: set
     /// when `stop` is, and when the lease is lost (not renewed in time, or taken by another
     /// worker after it ran out). Returns what `f` returned, and whether the lease was lost.
+    ///
+    /// When `answered` says the result answers the corp's pull requests (the pull caught up),
+    /// the requests made before the claim are taken before the release. Otherwise (a failure, a
+    /// stop, a worker killed meanwhile) they stay, and the next holder pulls.
     pub fn hold_while<R>(
         self: Box<Self>,
         stop: &AtomicBool,
         f: impl FnOnce(&AtomicBool) -> R,
+        answered: impl FnOnce(&R) -> bool,
     ) -> (R, bool) {
         let CorpLease {
             store,
             corp_id,
             ttl,
+            claimed_at_ms,
         } = *self;
         let corp_stop = AtomicBool::new(false);
         let done = AtomicBool::new(false);
@@ -155,7 +180,16 @@ impl CorpLease {
             (r, renewer.join().expect("the lease renewer does not panic"))
         });
         let lost = lost.load(Ordering::Relaxed);
-        if !lost {
+        HELD.fetch_sub(1, Ordering::Relaxed);
+        if lost {
+            LOST.fetch_add(1, Ordering::Relaxed);
+        } else {
+            if answered(&result) {
+                if let Err(e) = store.take_pull_requests(&corp_id, claimed_at_ms) {
+                    // They stay: one more pull, which finds nothing new.
+                    tracing::warn!(corp = %corp_id, error = %e, "cannot clear the answered pull requests");
+                }
+            }
             if let Err(e) = store.release_lease(&corp_id, holder_id()) {
                 // It runs out by itself after lease_secs.
                 tracing::warn!(corp = %corp_id, error = %e, "cannot release the lease");

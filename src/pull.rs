@@ -203,9 +203,11 @@ pub fn pull_corp(
             ..PullReport::default()
         },
         Ok(crate::fleet::Claimed::Granted(lease)) => {
-            let (mut report, lost) = lease.hold_while(stop, |stop| {
-                pull_leased(config, corp, options, stop, observer)
-            });
+            let (mut report, lost) = lease.hold_while(
+                stop,
+                |stop| pull_leased(config, corp, options, stop, observer),
+                PullReport::caught_up,
+            );
             if lost && report.error.is_none() {
                 report.error = Some(format!(
                     "corp {}: stopped: the lease ran out before it could be renewed                      (another worker may hold the corp now); the next round resumes at the                      checkpoint",

@@ -57,6 +57,11 @@ pub trait TokenStore: Send + Sync {
     /// Forgets `key`, but only if the stored token is still `rejected` (WeCom rejected it): a
     /// newer token stored meanwhile is kept.
     fn remove(&self, key: &str, rejected: &Secret);
+    /// Keeps every other process sharing this store from fetching `key` until the returned
+    /// guard drops; `None` when the store is not shared between processes. Blocking.
+    fn lock_fetch(&self, _key: &str) -> Option<Box<dyn std::any::Any + Send>> {
+        None
+    }
 }
 
 /// A [`TokenStore`] in memory only.
@@ -369,6 +374,12 @@ impl TokenCache {
                 *slot.current.write().expect("poisoned") = Some(l.clone());
                 return Ok((l, TokenOrigin::Store));
             }
+            // Across processes too: one refreshes, and the others find its token after it.
+            let _fleet = self.lock_fetch(key).await;
+            if let Some(l) = self.store.load(key).filter(|l| !self.due(l, now)) {
+                *slot.current.write().expect("poisoned") = Some(l.clone());
+                return Ok((l, TokenOrigin::Store));
+            }
             return match self.fetch_and_store(key, &slot, fetch).await {
                 Ok(fresh) => Ok((fresh, TokenOrigin::Fetched)),
                 Err(e) => {
@@ -399,8 +410,25 @@ impl TokenCache {
                 return Ok((t, TokenOrigin::Store));
             }
         }
+        // Across processes too: one fetches, and the others find its token after it.
+        let _fleet = self.lock_fetch(key).await;
+        if let Some(t) = self.store.load(key).filter(|t| self.usable(t, now)) {
+            *slot.current.write().expect("poisoned") = Some(t.clone());
+            return Ok((t, TokenOrigin::Store));
+        }
         let fresh = self.fetch_and_store(key, &slot, fetch).await?;
         Ok((fresh, TokenOrigin::Fetched))
+    }
+
+    /// The store's cross-process fetch lock for `key` (see [`TokenStore::lock_fetch`]), waited
+    /// for off the async threads.
+    async fn lock_fetch(&self, key: &str) -> Option<Box<dyn std::any::Any + Send>> {
+        let store = self.store.clone();
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || store.lock_fetch(&key))
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn fetch_and_store<F, Fut>(

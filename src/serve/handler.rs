@@ -148,6 +148,10 @@ impl EventHandler {
                 route: i.route.as_str(),
                 receiveid: &i.receiveid,
                 payload: &i.plaintext,
+                pull_corp: match &i.event {
+                    Event::MsgauditNotify { corp_id } => Some(corp_id),
+                    _ => None,
+                },
             })
             .collect();
         let now = self.clock.now_unix();
@@ -231,6 +235,7 @@ impl EventHandler {
                     if !matches!(next, Next::Auth(_)) {
                         store.mark_callback_handled(id, now)?;
                     }
+
                     nexts.push((id, kind, next));
                 }
                 Ok(nexts)

@@ -189,6 +189,28 @@ impl Metrics {
                 "Accepted events not yet handled.",
             );
             let _ = writeln!(out, "wecom_archive_event_queue_depth {}", m.queue_depth);
+            family(
+                out,
+                "wecom_archive_leases_held",
+                "gauge",
+                "Corp leases this worker holds now (a PostgreSQL state only).",
+            );
+            let _ = writeln!(
+                out,
+                "wecom_archive_leases_held {}",
+                crate::fleet::leases_held()
+            );
+            family(
+                out,
+                "wecom_archive_leases_lost_total",
+                "counter",
+                "Corp leases that ran out under a running pull of this worker.",
+            );
+            let _ = writeln!(
+                out,
+                "wecom_archive_leases_lost_total {}",
+                crate::fleet::leases_lost()
+            );
             let per_corp: [(&str, &str, &str, CorpValue); 8] = [
                 (
                     "wecom_archive_pulls_total",

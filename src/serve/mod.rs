@@ -46,6 +46,9 @@ use handler::EventHandler;
 use metrics::Metrics;
 use scheduler::{Puller, Scheduler};
 
+/// How often a worker on a PostgreSQL state looks for the fleet's pull requests.
+const FLEET_POLL: Duration = Duration::from_secs(1);
+
 /// Why `serve` cannot start. Names the section or corp; never contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -169,6 +172,9 @@ impl TokenStore for CountingTokenStore {
     }
     fn remove(&self, key: &str, rejected: &Secret) {
         self.inner.remove(key, rejected);
+    }
+    fn lock_fetch(&self, key: &str) -> Option<Box<dyn std::any::Any + Send>> {
+        self.inner.lock_fetch(key)
     }
 }
 
@@ -373,14 +379,36 @@ pub async fn start(config: Arc<Config>, options: Options) -> Result<Running, Ser
     let http = tokio::spawn(callback::conn::serve(listener, app, limits, stopped));
 
     // The fallback poll: its first tick is immediate, so a restart catches up at once.
+    // With a PostgreSQL state, also the fleet's pull requests (notifies stored by any worker)
+    // for corps that are free or this worker's, every second.
     let every = Duration::from_secs(config.fallback_poll_secs());
     let poller = scheduler.clone();
+    let fleet = config.state_is_shared().then(|| state.clone());
     let poll = tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fleet_tick = tokio::time::interval(FLEET_POLL);
+        fleet_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            poller.request_all();
+            tokio::select! {
+                _ = tick.tick() => poller.request_all(),
+                _ = fleet_tick.tick(), if fleet.is_some() => {
+                    let state = fleet.clone().expect("checked");
+                    let asked = tokio::task::spawn_blocking(move || {
+                        state.lock().pull_requests_for(crate::fleet::holder_id())
+                    })
+                    .await;
+                    match asked {
+                        Ok(Ok(corps)) => {
+                            for corp in corps {
+                                poller.request(&corp);
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the fleet's pull requests"),
+                        Err(_) => {}
+                    }
+                }
+            }
         }
     });
 

@@ -232,6 +232,10 @@ impl Scheduler {
                 });
             drop(permit);
             match &report.error {
+                // Another worker pulls it (a PostgreSQL state): nothing happened here.
+                None if report.outcome == Outcome::Held => {
+                    tracing::debug!(corp = %corp, "held by another worker; skipped")
+                }
                 None => tracing::info!(
                     corp = %corp,
                     outcome = report.outcome.as_str(),

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 /// A parameter both backends can bind.
-pub(crate) trait Param {
+pub(crate) trait Param: Sync {
     fn sqlite(&self) -> &dyn rusqlite::ToSql;
     fn pg(&self) -> &(dyn postgres::types::ToSql + Sync);
 }
@@ -112,7 +112,53 @@ fn pg_message(e: &postgres::Error) -> String {
 pub(crate) enum Db {
     Sqlite(rusqlite::Connection),
     // `postgres::Client` wants `&mut self`; the store's methods take `&self` like rusqlite's.
-    Pg(RefCell<postgres::Client>),
+    Pg(PgClient),
+}
+
+/// A PostgreSQL connection, usable from any thread, inside an async runtime too.
+///
+/// The `postgres` client drives its connection on a runtime of its own, which tokio forbids
+/// starting on a thread that runs async tasks (`serve` reaches the state from those). There,
+/// each call runs on a short-lived thread of its own; elsewhere (the pipeline, the CLI) on the
+/// caller's.
+pub(crate) struct PgClient(RefCell<Option<postgres::Client>>);
+
+fn in_async_runtime() -> bool {
+    tokio::runtime::Handle::try_current().is_ok()
+}
+
+/// Runs `op` where the `postgres` client may block (see [`PgClient`]).
+pub(crate) fn off_runtime<T: Send>(op: impl FnOnce() -> T + Send) -> T {
+    if in_async_runtime() {
+        std::thread::scope(|s| s.spawn(op).join().expect("a state query does not panic"))
+    } else {
+        op()
+    }
+}
+
+impl PgClient {
+    /// Wraps a connected client.
+    pub fn new(client: postgres::Client) -> Self {
+        PgClient(RefCell::new(Some(client)))
+    }
+
+    fn call<T: Send>(
+        &self,
+        op: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, DbError> {
+        let mut guard = self.0.borrow_mut();
+        let client = guard.as_mut().expect("open until dropped");
+        off_runtime(|| op(client)).map_err(DbError::Pg)
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        // Closing blocks on the client's runtime too.
+        if let Some(client) = self.0.get_mut().take() {
+            off_runtime(move || drop(client));
+        }
+    }
 }
 
 impl fmt::Debug for Db {
@@ -150,10 +196,10 @@ impl Db {
                 .execute(sql, sqlite_params(params).as_slice())
                 .map(|n| n as u64)
                 .map_err(DbError::Sqlite),
-            Db::Pg(c) => c
-                .borrow_mut()
-                .execute(pg_sql(sql).as_str(), &pg_params(params))
-                .map_err(DbError::Pg),
+            Db::Pg(c) => {
+                let sql = pg_sql(sql);
+                c.call(|client| client.execute(sql.as_str(), &pg_params(params)))
+            }
         }
     }
 
@@ -161,7 +207,7 @@ impl Db {
     pub fn batch(&self, sql: &str) -> Result<(), DbError> {
         match self {
             Db::Sqlite(c) => c.execute_batch(sql).map_err(DbError::Sqlite),
-            Db::Pg(c) => c.borrow_mut().batch_execute(sql).map_err(DbError::Pg),
+            Db::Pg(c) => c.call(|client| client.batch_execute(sql)),
         }
     }
 
@@ -185,10 +231,8 @@ impl Db {
                 Ok(out)
             }
             Db::Pg(c) => {
-                let rows = c
-                    .borrow_mut()
-                    .query(pg_sql(sql).as_str(), &pg_params(params))
-                    .map_err(DbError::Pg)?;
+                let sql = pg_sql(sql);
+                let rows = c.call(|client| client.query(sql.as_str(), &pg_params(params)))?;
                 rows.iter().map(|r| f(&Row::Pg(r))).collect()
             }
         }
@@ -213,10 +257,8 @@ impl Db {
                 }
             }
             Db::Pg(c) => {
-                let row = c
-                    .borrow_mut()
-                    .query_opt(pg_sql(sql).as_str(), &pg_params(params))
-                    .map_err(DbError::Pg)?;
+                let sql = pg_sql(sql);
+                let row = c.call(|client| client.query_opt(sql.as_str(), &pg_params(params)))?;
                 row.map(|r| f(&Row::Pg(&r))).transpose()
             }
         }

@@ -12,6 +12,12 @@
 //! PostgreSQL (workers on different machines need not agree on the time) and this machine's on
 //! SQLite. Every claim, takeover and release is appended to `lease_log`, the fleet's record of
 //! who held what when.
+//!
+//! `pull_request` is the fleet's queue of pulls asked for by `msgaudit_notify` callbacks, one
+//! row per corp (requests coalesce). The worker that stored the callback writes it in the same
+//! transaction that marks the event handled; every worker polls for requests of corps that are
+//! free or its own; the worker whose claim of the lease succeeds takes the requests made up to
+//! then, and its pull answers them.
 
 use super::db::{p, Db, DbError};
 use super::{StateError, StateStore};
@@ -24,6 +30,10 @@ CREATE TABLE IF NOT EXISTS lease (
     claimed_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     released_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS pull_request (
+    corp_id      TEXT PRIMARY KEY,
+    requested_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS lease_log (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -194,6 +204,46 @@ impl StateStore {
                 Ok(())
             })
             .map_err(|source| StateError { path, source })
+    }
+
+    /// Asks the fleet for a pull of `corp_id` (a `msgaudit_notify`), at `at_ms`.
+    pub fn request_pull(&self, corp_id: &str, at_ms: i64) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "INSERT INTO pull_request (corp_id, requested_at) VALUES (?1, ?2)
+                 ON CONFLICT (corp_id) DO UPDATE SET requested_at = excluded.requested_at
+                 WHERE excluded.requested_at > pull_request.requested_at",
+                p![corp_id, at_ms],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Takes the pull requests of `corp_id` made up to `at_ms` (the caller holds its lease and
+    /// is about to pull it).
+    pub fn take_pull_requests(&self, corp_id: &str, at_ms: i64) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "DELETE FROM pull_request WHERE corp_id = ?1 AND requested_at <= ?2",
+                p![corp_id, at_ms],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The corps with a pull request that `holder` may pull now: free, or held by `holder`.
+    pub fn pull_requests_for(&self, holder: &str) -> Result<Vec<String>, StateError> {
+        let now = self.db_now_ms()?;
+        self.db
+            .query(
+                "SELECT r.corp_id FROM pull_request r
+                 WHERE NOT EXISTS (SELECT 1 FROM lease l WHERE l.corp_id = r.corp_id
+                                   AND l.expires_at > ?2 AND l.holder <> ?1)
+                 ORDER BY r.requested_at",
+                p![holder, now],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Every corp's lease (current or last), by corp.

@@ -89,6 +89,8 @@ impl StateError {
 pub struct StateStore {
     db: Db,
     path: PathBuf,
+    /// The PostgreSQL URL as configured (it may hold the password): to open more connections.
+    url: Option<crate::secret::Secret>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -175,9 +177,10 @@ impl StateStore {
     /// database when `path` is a `postgres://` URL (creating the tables it lacks).
     pub fn open(path: &Path) -> Result<Self, StateError> {
         if let Some(url) = path.to_str().filter(|p| is_postgres_url(p)) {
-            return postgres_url::connect(url).and_then(|(client, label)| {
-                Self::init(Db::Pg(std::cell::RefCell::new(client)), label)
-            });
+            let (client, label) = postgres_url::connect(url)?;
+            let mut store = Self::init(Db::Pg(db::PgClient::new(client)), label)?;
+            store.url = Some(crate::secret::Secret::new(url.to_owned()));
+            return Ok(store);
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
@@ -219,7 +222,11 @@ impl StateStore {
     }
 
     fn init(db: Db, path: PathBuf) -> Result<Self, StateError> {
-        let store = StateStore { db, path };
+        let store = StateStore {
+            db,
+            path,
+            url: None,
+        };
         match &store.db {
             Db::Sqlite(conn) => {
                 let sqlite = |e| store.err(DbError::Sqlite(e));
@@ -261,6 +268,19 @@ impl StateStore {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(err)?;
         conn.close().map_err(|(_, source)| err(source))
+    }
+
+    /// A second connection to the same PostgreSQL database (`None` for SQLite, or when it cannot
+    /// connect: said in the log).
+    pub fn reconnect(&self) -> Option<StateStore> {
+        let url = self.url.as_ref()?;
+        match StateStore::open(Path::new(url.expose())) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a second connection to the state database");
+                None
+            }
+        }
     }
 
     /// Whether this store is PostgreSQL (shared by workers) rather than an embedded file.
@@ -431,6 +451,7 @@ mod tests {
                  tmp_path,attempts,mismatches,md5_status,path,size,sha256,error,updated_at)",
                 "media_ref(corp_id,msgid,seq,item_index,sdkfileid)",
                 "media_scanned(corp_id,file)",
+                "pull_request(corp_id,requested_at)",
                 "run(id,corp_id,started_at,finished_at,from_seq,to_seq,written,dead_lettered,\
                  outcome)",
                 "suite_ticket(suite_id,ticket,timestamp,received_at)",

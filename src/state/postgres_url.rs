@@ -69,12 +69,10 @@ pub(super) fn connect(url: &str) -> Result<(postgres::Client, PathBuf), StateErr
     if config.get_application_name().is_none() {
         config.application_name("wecom-archive");
     }
-    let mut client = config
-        .connect(postgres::NoTls)
+    let mut client = super::db::off_runtime(|| config.connect(postgres::NoTls))
         .map_err(|e| err(DbError::Pg(e)))?;
     // `CREATE TABLE IF NOT EXISTS` of an existing table sends a NOTICE at every start.
-    client
-        .batch_execute("SET client_min_messages = warning")
+    super::db::off_runtime(|| client.batch_execute("SET client_min_messages = warning"))
         .map_err(|e| err(DbError::Pg(e)))?;
     Ok((client, label))
 }

@@ -81,6 +81,9 @@ pub struct NewCallbackEvent<'a> {
     pub receiveid: &'a str,
     /// The decrypted plaintext (may hold an auth code or ticket: the file is 0600).
     pub payload: &'a str,
+    /// The corp a `msgaudit_notify` asks to pull. On a PostgreSQL state the request is stored
+    /// with the event, in its transaction, for whichever worker holds or next claims the corp.
+    pub pull_corp: Option<&'a str>,
 }
 
 /// A recorded callback event.
@@ -140,6 +143,9 @@ impl StateStore {
                         |r| r.get::<i64>(0),
                     )
                     .map_err(|e| store.err(e))?;
+                if let (Some(corp), true) = (e.pull_corp, store.is_shared()) {
+                    store.request_pull(corp, store.db_now_ms()?)?;
+                }
                 out.push(Some(id));
             }
             Ok(out)
@@ -397,6 +403,23 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Holds `key`'s token-fetch lock, shared by every worker on this PostgreSQL database, until
+    /// this connection closes: a session advisory lock on the key's hash.
+    pub fn lock_token_fetch(&mut self, key: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "SELECT pg_advisory_lock(?1, hashtext(CAST(?2 AS TEXT)))",
+                p![TOKEN_LOCK_SPACE, key],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+/// The first key of the token-fetch advisory locks (the second is the token key's hash).
+const TOKEN_LOCK_SPACE: i32 = 0x7763_0003;
+
 fn auth_corp_row(r: &Row<'_, '_>) -> Result<AuthCorp, DbError> {
     Ok(AuthCorp {
         corp_id: r.get(0)?,
@@ -436,6 +459,19 @@ impl TokenStore for SharedState {
     fn remove(&self, key: &str, rejected: &Secret) {
         if let Err(e) = self.lock().remove_token(key, rejected) {
             tracing::warn!(error = %e, "cannot remove a token from the state database");
+        }
+    }
+
+    fn lock_fetch(&self, key: &str) -> Option<Box<dyn std::any::Any + Send>> {
+        // Its own connection: waiting for another worker must not hold the shared one.
+        let mut own = self.lock().reconnect()?;
+        match own.lock_token_fetch(key) {
+            Ok(()) => Some(Box::new(own)),
+            Err(e) => {
+                // Without the lock a second worker may fetch too: one extra call, no harm.
+                tracing::warn!(error = %e, "cannot take the fleet's token lock; fetching anyway");
+                None
+            }
         }
     }
 }
@@ -592,6 +628,7 @@ mod tests {
                 route: "app",
                 receiveid: "ww1",
                 payload: "<xml/>",
+                pull_corp: None,
             };
             let ids = s
                 .record_callback_events(&[ev("a"), ev("b"), ev("a")], 1000, 60)
@@ -632,6 +669,7 @@ mod tests {
             route: "app",
             receiveid: "ww1",
             payload: "<xml/>",
+            pull_corp: None,
         };
         assert!(s.record_callback_events(&[ev], 1000, 60).is_err());
         other.execute_batch("ROLLBACK").unwrap();

@@ -3,6 +3,8 @@
 //! per area.
 
 mod common;
+#[path = "../support/pg_server.rs"]
+mod pg_server;
 
 mod auth_api;
 mod auth_tokens;
@@ -10,5 +12,6 @@ mod cli_serve;
 mod cli_token;
 mod serve_callbacks;
 mod serve_conn;
+mod serve_fleet;
 mod serve_load;
 mod serve_persist;

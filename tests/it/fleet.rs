@@ -102,6 +102,20 @@ fn assert_one_holder_at_a_time(store: &StateStore, corp: &str, dead: &[&str]) {
     assert_eq!(holding, None, "corp {corp}: still held at the end: {log:?}");
 }
 
+/// `status --json` of `config`.
+fn status_json(config: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args(["status", "--json", "--config", config])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn two_pulls_at_once_pull_each_corp_once_between_them() {
     let Some(url) = fresh_url() else { return };
@@ -188,16 +202,7 @@ fn a_killed_workers_corp_is_taken_over_when_its_lease_runs_out() {
     assert_eq!(report["corps"][0]["outcome"], "held", "{report}");
 
     // `status` shows the dead worker as the holder until its lease runs out.
-    let status = Command::new(BIN)
-        .args(["status", "--json", "--config", &config])
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = status_json(&config);
     let leased = &status["corps"][0];
     assert_eq!(leased["lease_holder"], victim.as_str(), "{status}");
 
@@ -218,11 +223,7 @@ fn a_killed_workers_corp_is_taken_over_when_its_lease_runs_out() {
     );
     assert_one_holder_at_a_time(&store, &corps[0], &[&victim]);
 
-    let status = Command::new(BIN)
-        .args(["status", "--json", "--config", &config])
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = status_json(&config);
     let c = &status["corps"][0];
     assert_eq!(c["checkpoint_seq"], n, "{status}");
     assert_eq!(c["last_outcome"], "ok", "{status}");

@@ -203,9 +203,13 @@ pub fn fresh_url() -> Option<String> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let base = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
-    let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("CREATE SCHEMA {schema}"))
-        .expect("create schema");
+    // On a thread of its own: the client cannot block inside an async test's runtime.
+    let (admin_url, create) = (base.clone(), format!("CREATE SCHEMA {schema}"));
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).expect("connect");
+        admin.batch_execute(&create).expect("create schema");
+    })
+    .join()
+    .expect("creating the test schema");
     Some(format!("{base}?options=-csearch_path%3D{schema}"))
 }
