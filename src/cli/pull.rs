@@ -62,7 +62,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = super::Stop::install();
     let config = Config::load(&args.config)?;
     config.require_corps()?;
-    let corps = super::select_corps(&config, args.corp.as_deref(), &args.config)?;
+    let mut corps = super::select_corps(&config, args.corp.as_deref(), &args.config)?;
+    if config.state_is_shared() && corps.len() > 1 {
+        // Workers sharing the state start at different corps, so they meet at fewer leases.
+        let start = rand::random::<u64>() as usize % corps.len();
+        corps.rotate_left(start);
+    }
     super::media::check_library(&config, &corps)?;
     wecom_archive::migrate::refuse_legacy(&config.out_dir())?;
     if let Some(seq) = args.since_seq {

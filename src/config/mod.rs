@@ -6,6 +6,7 @@
 //! # wecom-archive.toml
 //! out = "archive"                    # Parquet root (Hive partitions corp_id=/date=)
 //! state = "archive/state.sqlite"     # checkpoints; default: <out>/state.sqlite
+//!                                    # or "postgres://user@host/db" (docs/scale-out.md)
 //! timezone = "Asia/Shanghai"         # of the date= partition
 //! poll_interval_secs = 60            # --follow
 //!
@@ -15,6 +16,9 @@
 //! proxy_password_env = "WECOM_PROXY_PASSWORD"       # user:password, optional
 //! timeout_secs = 30
 //! max_attempts = 6                   # per page, on SDK errors 10001-10003 or a worker crash
+//!
+//! [fleet]                            # with a postgres:// state only
+//! lease_secs = 60                    # a dead worker's corps wait at most this long
 //!
 //! [media]                            # optional; see docs/media.md
 //! on_pull = true                     # download media after each pull, as `pull --media`

