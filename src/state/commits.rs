@@ -296,26 +296,27 @@ mod tests {
     #[test]
     fn non_utf8_paths_are_journaled_losslessly_and_old_journals_read() {
         use std::os::unix::ffi::OsStrExt;
-        let mut s = StateStore::open_in_memory().unwrap();
-        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(
-            b"/out/\xff\xfe/part-1-2.parquet",
-        ));
-        let r = vec![Rename {
-            tmp: odd.with_file_name(".part-x.parquet.tmp"),
-            dest: odd,
-        }];
-        s.journal_commit("ww1", 2, &r, &JournalExtras::default())
+        crate::state::test_backends::each_backend(|s| {
+            let odd = PathBuf::from(std::ffi::OsStr::from_bytes(
+                b"/out/\xff\xfe/part-1-2.parquet",
+            ));
+            let r = vec![Rename {
+                tmp: odd.with_file_name(".part-x.parquet.tmp"),
+                dest: odd,
+            }];
+            s.journal_commit("ww1", 2, &r, &JournalExtras::default())
+                .unwrap();
+            // A journal written before this encoding: plain strings.
+            s.db.execute(
+                "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES ('ww1', 3, ?1)",
+                p![r#"[{"tmp":"/o/.a.tmp","dest":"/o/a"}]"#],
+            )
             .unwrap();
-        // A journal written before this encoding: plain strings.
-        s.db.execute(
-            "INSERT INTO commit_journal (corp_id, last_seq, renames) VALUES ('ww1', 3, ?1)",
-            p![r#"[{"tmp":"/o/.a.tmp","dest":"/o/a"}]"#],
-        )
-        .unwrap();
-        let pending = s.pending_commits("ww1").unwrap();
-        assert_eq!(pending[0].renames, r);
-        assert_eq!(pending[1].renames[0].dest, PathBuf::from("/o/a"));
-        let _ = s.complete_commit(pending[0].id);
+            let pending = s.pending_commits("ww1").unwrap();
+            assert_eq!(pending[0].renames, r);
+            assert_eq!(pending[1].renames[0].dest, PathBuf::from("/o/a"));
+            let _ = s.complete_commit(pending[0].id);
+        });
     }
 
     #[test]

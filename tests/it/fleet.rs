@@ -256,3 +256,42 @@ fn the_kubernetes_example_config_loads() {
     assert!(config.state_is_shared());
     assert_eq!(config.fleet.lease_secs, 60);
 }
+
+/// An unreachable PostgreSQL state fails the pull with an error that names the database (never
+/// the password) and changes nothing; a bad password file is named with its variable.
+#[test]
+fn an_unreachable_state_database_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed again when the listener drops
+    let url = format!("postgres://wa:hunter2@127.0.0.1:{port}/archive");
+    let config = fleet_config(dir.path(), &url, &["wwfleetdown00001".into()], 10, 30);
+    let out = pull(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "state database postgres://wa@127.0.0.1:{port}/archive"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing written");
+
+    let out = pull(&config)
+        .env(
+            "WECOM_ARCHIVE_STATE_PASSWORD_FILE",
+            dir.path().join("missing"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("WECOM_ARCHIVE_STATE_PASSWORD_FILE"),
+        "{stderr}"
+    );
+}
