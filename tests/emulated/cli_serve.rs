@@ -41,13 +41,15 @@ fn write_config_with(
     path
 }
 
-struct Served {
-    child: Child,
-    base: String,
-    stderr: std::thread::JoinHandle<String>,
+/// A running `serve` binary: its process, base URL and (collected at exit) stderr.
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) stderr: std::thread::JoinHandle<String>,
 }
 
-fn spawn(cfg: &Path) -> Served {
+/// Starts `serve --config cfg` and waits for its "listening on" line.
+pub(crate) fn spawn(cfg: &Path) -> Served {
     spawn_with_log(cfg, "info")
 }
 

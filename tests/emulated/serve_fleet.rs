@@ -6,9 +6,7 @@
 //! emulator saw one suite-token call although every worker needed the token.
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,11 +22,11 @@ use wecom_archive::emulator::Emulator;
 use wecom_archive::sink::delta::{read, DeltaTarget, TableKind};
 use wecom_archive::state::StateStore;
 
+use crate::cli_serve::{spawn, Served};
 use crate::common::serve::{COMMAND_PATH, DATA_PATH, SUITE_AES, SUITE_TOKEN};
 use crate::common::{world, SUITE, SUITE_SECRET, TICKET};
 use crate::pg_server::fresh_url;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wecom-archive");
 const CORPS: usize = 50;
 const MESSAGES: u64 = 300;
 
@@ -65,43 +63,6 @@ fn write_config(dir: &Path, url: &str, api_base: &str) -> std::path::PathBuf {
     path
 }
 
-struct Worker {
-    child: Child,
-    base: String,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-fn spawn(cfg: &Path) -> Worker {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .env("WECOM_ARCHIVE_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    let stderr = child.stderr.take().unwrap();
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
-        s
-    });
-    Worker {
-        child,
-        base: format!("http://{addr}"),
-        stderr,
-    }
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -124,7 +85,7 @@ async fn three_workers_pull_fifty_corps_exactly_once_through_kills() {
     let emu = Emulator::start(world(), clock.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), &url, &emu.base_url());
-    let mut workers: Vec<Worker> = (0..3).map(|_| spawn(&cfg)).collect();
+    let mut workers: Vec<Served> = (0..3).map(|_| spawn(&cfg)).collect();
     let senders: Vec<CallbackSender> = workers
         .iter()
         .map(|w| CallbackSender::new(SUITE_TOKEN, SUITE_AES, &w.base))

@@ -102,6 +102,17 @@ fn assert_one_holder_at_a_time(store: &StateStore, corp: &str, dead: &[&str]) {
     assert_eq!(holding, None, "corp {corp}: still held at the end: {log:?}");
 }
 
+/// `pull --once --json` of `config`, which must succeed.
+fn pull_json(config: &str) -> serde_json::Value {
+    let out = pull(config).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `status --json` of `config`.
 fn status_json(config: &str) -> serde_json::Value {
     let out = Command::new(BIN)
@@ -194,13 +205,7 @@ fn a_killed_workers_corp_is_taken_over_when_its_lease_runs_out() {
     first.wait().unwrap();
 
     // At once: the dead worker's lease still holds, so the corp is skipped, not pulled twice.
-    let out = pull(&config).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = pull_json(&config);
     assert_eq!(report["corps"][0]["outcome"], "held", "{report}");
 
     // `status` shows the dead worker as the holder until its lease runs out.
@@ -209,13 +214,7 @@ fn a_killed_workers_corp_is_taken_over_when_its_lease_runs_out() {
     assert_eq!(leased["lease_holder"], victim.as_str(), "{status}");
 
     std::thread::sleep(Duration::from_secs(5));
-    let out = pull(&config).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = pull_json(&config);
     assert_eq!(report["corps"][0]["outcome"], "ok", "{report}");
     assert_exactly_once(&dir.path().join("out"), &corps, n);
     let log = store.lease_log(&corps[0]).unwrap();
