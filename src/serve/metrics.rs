@@ -10,6 +10,8 @@ use std::sync::Mutex;
 struct CorpStats {
     pulls_ok: u64,
     pulls_failed: u64,
+    /// Pulls skipped because another worker held the corp's lease.
+    pulls_held: u64,
     records: u64,
     dead_letters: u64,
     running: bool,
@@ -112,6 +114,11 @@ impl Metrics {
         self.with(|m| {
             let c = m.corps.entry(corp.to_owned()).or_default();
             c.running = false;
+            if report.outcome == crate::pull::Outcome::Held {
+                // Another worker pulls it: its figures are that worker's to report.
+                c.pulls_held += 1;
+                return;
+            }
             if report.error.is_some() {
                 c.pulls_failed += 1;
             } else {
@@ -277,6 +284,13 @@ impl Metrics {
                                 "{name}{{corp=\"{corp}\",outcome=\"error\"}} {}",
                                 c.pulls_failed
                             );
+                            if c.pulls_held > 0 {
+                                let _ = writeln!(
+                                    out,
+                                    "{name}{{corp=\"{corp}\",outcome=\"held\"}} {}",
+                                    c.pulls_held
+                                );
+                            }
                         }
                         "wecom_archive_notifies_total" => {
                             for (o, n) in &c.notifies {

@@ -253,6 +253,21 @@ async fn three_workers_pull_fifty_corps_exactly_once_through_kills() {
         );
     }
 
+    // The survivor's gauges: idle now, and it never lost a lease.
+    let metrics = reqwest::get(format!("{}/metrics", workers[2].base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nwecom_archive_leases_held 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nwecom_archive_leases_lost_total 0\n"),
+        "{metrics}"
+    );
     unsafe { libc::kill(workers[2].child.id() as i32, libc::SIGTERM) };
     let st = workers[2].child.wait().unwrap();
     let logs: Vec<String> = workers
