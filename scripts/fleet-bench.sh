@@ -4,6 +4,7 @@
 # Prints corps pulled per second (all corps ÷ wall time) and each worker's peak RSS.
 #
 #   bash scripts/fleet-bench.sh [WORKERS=3] [CORPS=1000] [MESSAGES=200]
+#   FORMAT=parquet bash scripts/fleet-bench.sh …     # Parquet in one shared folder instead
 #
 # Needs a release build (cargo build --release) and PostgreSQL's server binaries (Debian's
 # `postgresql`); runs the server as the `postgres` user when started as root. A benchmark, not a
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 WORKERS=${1:-3}
 CORPS=${2:-1000}
 MESSAGES=${3:-200}
+FORMAT=${FORMAT:-delta}
 BIN=${WECOM_ARCHIVE_BIN:-target/release/wecom-archive}
 [ -x "$BIN" ] || { echo "fleet-bench: $BIN not found: run cargo build --release" >&2; exit 1; }
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -31,7 +33,7 @@ as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w \
 mkdir -p "$WORK/run"
 CONFIG="$WORK/run/wecom-archive.toml"
 {
-  printf 'out = "%s/run/archive"\nformat = "delta"\n' "$WORK"
+  printf 'out = "%s/run/archive"\nformat = "%s"\n' "$WORK" "$FORMAT"
   printf 'state = "postgres://postgres@127.0.0.1:%s/postgres"\ntimezone = "UTC"\n' "$PORT"
   printf '[fleet]\nlease_secs = 60\n'
   for i in $(seq 1 "$CORPS"); do
@@ -41,7 +43,7 @@ CONFIG="$WORK/run/wecom-archive.toml"
 # The tables and the schema exist before the clock starts.
 "$BIN" status --config "$CONFIG" >/dev/null
 
-echo "fleet-bench: $WORKERS workers, $CORPS corps x $MESSAGES messages, Delta tables on the local disk, PostgreSQL state"
+echo "fleet-bench: $WORKERS workers, $CORPS corps x $MESSAGES messages, $FORMAT tables on the local disk, PostgreSQL state"
 start=$(date +%s.%N)
 for w in $(seq 1 "$WORKERS"); do
   /usr/bin/time -f "%M %e" -o "$WORK/time.$w" \

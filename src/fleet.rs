@@ -70,15 +70,34 @@ pub struct CorpLease {
 pub enum Claimed {
     /// Ours: pull the corp through [`CorpLease::hold_while`].
     Granted(Box<CorpLease>),
-    /// Another worker holds it.
+    /// Another worker holds it, or (a run that pulls each corp once) has pulled it to the end
+    /// since this run began: its `released_at_ms` says which.
     Held(Lease),
 }
 
+/// When this process first claimed a lease, by the database's clock.
+static FIRST_CLAIM_MS: OnceLock<i64> = OnceLock::new();
+
 impl CorpLease {
     /// Claims `corp_id` for this process, for `[fleet] lease_secs`.
-    pub fn claim(config: &Config, corp_id: &str) -> Result<Claimed, StateError> {
+    ///
+    /// `once`: this run pulls each corp once (`pull --once`). Then a corp that another worker
+    /// released since this process's first claim is skipped too: that worker pulled it to the end
+    /// after this run began, so a pull here would find nothing new.
+    pub fn claim(config: &Config, corp_id: &str, once: bool) -> Result<Claimed, StateError> {
         let mut store = StateStore::open(&config.state_path())?;
         let ttl = Duration::from_secs(config.fleet.lease_secs.max(1));
+        let first_claim = match FIRST_CLAIM_MS.get() {
+            Some(t) => *t,
+            None => *FIRST_CLAIM_MS.get_or_init(|| store.db_now_ms().unwrap_or(i64::MAX)),
+        };
+        if once {
+            if let Some(done) = store.lease(corp_id)?.filter(|l| {
+                l.holder != holder_id() && l.released_at_ms.is_some_and(|at| at >= first_claim)
+            }) {
+                return Ok(Claimed::Held(done));
+            }
+        }
         match store.claim_lease(corp_id, holder_id(), ttl.as_millis() as i64)? {
             LeaseClaim::Held(lease) => Ok(Claimed::Held(lease)),
             LeaseClaim::Granted { took_over_from, .. } => {
@@ -128,17 +147,18 @@ impl CorpLease {
             claimed_at_ms,
         } = *self;
         let corp_stop = AtomicBool::new(false);
-        let done = AtomicBool::new(false);
+        // Dropped when `f` returns: wakes the renewer at once, not at its next tick.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let lost = AtomicBool::new(false);
         let ttl_ms = ttl.as_millis() as i64;
         let every = (ttl / 3).max(Duration::from_millis(200));
-        let (corp_stop_r, done_r, lost_r, corp) = (&corp_stop, &done, &lost, corp_id.as_str());
+        let (corp_stop_r, lost_r, corp) = (&corp_stop, &lost, corp_id.as_str());
         let (result, mut store) = std::thread::scope(|scope| {
-            let (corp_stop, done, lost, corp_id) = (corp_stop_r, done_r, lost_r, corp);
+            let (corp_stop, lost, corp_id) = (corp_stop_r, lost_r, corp);
             let renewer = scope.spawn(move || {
                 let mut renewed = Instant::now();
                 let mut next = renewed + every;
-                while !done.load(Ordering::Acquire) {
+                loop {
                     if stop.load(Ordering::Relaxed) {
                         corp_stop.store(true, Ordering::Relaxed);
                     }
@@ -171,12 +191,16 @@ impl CorpLease {
                             }
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    // Also watches `stop` at this pace.
+                    match done_rx.recv_timeout(Duration::from_millis(50)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => break,
+                    }
                 }
                 store
             });
             let r = f(corp_stop);
-            done.store(true, Ordering::Release);
+            drop(done_tx);
             (r, renewer.join().expect("the lease renewer does not panic"))
         });
         let lost = lost.load(Ordering::Relaxed);

@@ -42,6 +42,9 @@ pub struct PullOptions {
     pub rules: Option<std::sync::Arc<crate::compliance::rules::RuleSet>>,
     /// Findings at or above this severity become alerts ([`Config::alerts_min_severity`]).
     pub alert_min: Option<crate::compliance::rules::Severity>,
+    /// This run pulls each corp once (`pull --once`): with a PostgreSQL state, a corp another
+    /// worker pulled to the end since the run began is skipped ([`crate::fleet::CorpLease::claim`]).
+    pub once: bool,
 }
 
 impl Default for PullOptions {
@@ -52,6 +55,7 @@ impl Default for PullOptions {
             compact: None,
             rules: None,
             alert_min: None,
+            once: false,
         }
     }
 }
@@ -194,7 +198,7 @@ pub fn pull_corp(
     if !config.state_is_shared() {
         return pull_leased(config, corp, options, stop, observer);
     }
-    match crate::fleet::CorpLease::claim(config, &corp.corp_id) {
+    match crate::fleet::CorpLease::claim(config, &corp.corp_id, options.once) {
         Err(e) => PullReport::failed(&corp.corp_id, &e),
         Ok(crate::fleet::Claimed::Held(lease)) => PullReport {
             corp_id: corp.corp_id.clone(),

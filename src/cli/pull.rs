@@ -94,6 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         compact,
         rules: config.rule_set()?,
         alert_min: config.alerts_min_severity(),
+        once: !args.follow,
     };
     // Findings' alerts are delivered between polls and after the last round.
     let mut alerts = super::alerts::PullAlerts::new(&config)?;
@@ -159,8 +160,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .push(RunSummary::of_pull(&report, stop.signal_name()));
             } else {
                 if let Some(lease) = &report.held_by {
+                    let why = match lease.released_at_ms {
+                        Some(_) => "pulled it during this run",
+                        None => "holds its lease",
+                    };
                     out.line(format_args!(
-                        "{}: skipped: worker {} holds its lease",
+                        "{}: skipped: worker {} {why}",
                         corp.corp_id, lease.holder
                     ));
                 } else if report.error.is_none() {

@@ -35,6 +35,8 @@ impl PipelinePuller {
                 }),
                 rules: config.rule_set().map_err(|e| e.to_string())?,
                 alert_min: config.alerts_min_severity(),
+                // Every notify asks for a pull, whoever pulled last.
+                once: false,
             },
             config,
         })

@@ -246,6 +246,18 @@ impl StateStore {
             .map_err(|e| self.err(e))
     }
 
+    /// `corp_id`'s lease (current or last), if it ever had one.
+    pub fn lease(&self, corp_id: &str) -> Result<Option<Lease>, StateError> {
+        self.db
+            .query_opt(
+                "SELECT corp_id, holder, claimed_at, expires_at, released_at FROM lease
+                 WHERE corp_id = ?1",
+                p![corp_id],
+                lease_row,
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Every corp's lease (current or last), by corp.
     pub fn leases(&self) -> Result<Vec<Lease>, StateError> {
         self.db

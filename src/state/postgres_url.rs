@@ -94,6 +94,15 @@ const SCHEMA_LOCK: i64 = 0x7765_636f_6d00_0001;
 /// Applies the schema entries the database lacks, in one transaction, and records how many it
 /// has in `schema_version`.
 pub(super) fn migrate(db: &Db, schema: &[&str]) -> Result<(), DbError> {
+    let want = schema.len() as i64;
+    // Every open after the first: one read, no lock (the table may not exist yet: then migrate).
+    if let Ok(Some(have)) = db.query_opt("SELECT version FROM schema_version", &[], |r| {
+        r.get::<i64>(0)
+    }) {
+        if have == want {
+            return Ok(());
+        }
+    }
     db.transaction(|db| {
         db.execute(
             "SELECT pg_advisory_xact_lock(?1)",
@@ -108,7 +117,6 @@ pub(super) fn migrate(db: &Db, schema: &[&str]) -> Result<(), DbError> {
         let have: i64 = db
             .query_opt("SELECT version FROM schema_version", &[], |r| r.get(0))?
             .unwrap_or(0);
-        let want = schema.len() as i64;
         if have > want {
             return Err(DbError::Decode(format!(
                 "the database has schema version {have}, this wecom-archive knows {want}: \
