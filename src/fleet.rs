@@ -71,7 +71,7 @@ pub enum Claimed {
     /// Ours: pull the corp through [`CorpLease::hold_while`].
     Granted(Box<CorpLease>),
     /// Another worker holds it, or (a run that pulls each corp once) has pulled it to the end
-    /// since this run began: its `released_at_ms` says which.
+    /// since this run began: its `released_at_ms` and `done_at_ms` say which.
     Held(Lease),
 }
 
@@ -93,7 +93,9 @@ impl CorpLease {
         };
         if once {
             if let Some(done) = store.lease(corp_id)?.filter(|l| {
-                l.holder != holder_id() && l.released_at_ms.is_some_and(|at| at >= first_claim)
+                l.holder != holder_id()
+                    && l.released_at_ms.is_some()
+                    && l.done_at_ms.is_some_and(|at| at >= first_claim)
             }) {
                 return Ok(Claimed::Held(done));
             }
@@ -208,13 +210,14 @@ impl CorpLease {
         if lost {
             LOST.fetch_add(1, Ordering::Relaxed);
         } else {
-            if answered(&result) {
+            let caught_up = answered(&result);
+            if caught_up {
                 if let Err(e) = store.take_pull_requests(&corp_id, claimed_at_ms) {
                     // They stay: one more pull, which finds nothing new.
                     tracing::warn!(corp = %corp_id, error = %e, "cannot clear the answered pull requests");
                 }
             }
-            if let Err(e) = store.release_lease(&corp_id, holder_id()) {
+            if let Err(e) = store.release_lease(&corp_id, holder_id(), caught_up) {
                 // It runs out by itself after lease_secs.
                 tracing::warn!(corp = %corp_id, error = %e, "cannot release the lease");
             } else {

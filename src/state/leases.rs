@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS lease (
     holder     TEXT NOT NULL,
     claimed_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
-    released_at INTEGER
+    released_at INTEGER,
+    done_at     INTEGER
 );
 CREATE TABLE IF NOT EXISTS pull_request (
     corp_id      TEXT PRIMARY KEY,
@@ -57,6 +58,8 @@ pub struct Lease {
     pub expires_at_ms: i64,
     /// When the holder released it (`None`: held, or expired without a release).
     pub released_at_ms: Option<i64>,
+    /// When a holder last released it after pulling it to the end (caught up).
+    pub done_at_ms: Option<i64>,
 }
 
 /// The answer to a claim.
@@ -80,6 +83,7 @@ fn lease_row(r: &super::db::Row<'_, '_>) -> Result<Lease, DbError> {
         claimed_at_ms: r.get(2)?,
         expires_at_ms: r.get(3)?,
         released_at_ms: r.get(4)?,
+        done_at_ms: r.get(5)?,
     })
 }
 
@@ -120,7 +124,7 @@ impl StateStore {
         self.db
             .transaction(|db| {
                 let before = db.query_opt(
-                    "SELECT corp_id, holder, claimed_at, expires_at, released_at FROM lease WHERE corp_id = ?1",
+                    "SELECT corp_id, holder, claimed_at, expires_at, released_at, done_at FROM lease WHERE corp_id = ?1",
                     p![corp_id],
                     lease_row,
                 )?;
@@ -142,7 +146,7 @@ impl StateStore {
                 let Some(expires_at_ms) = granted else {
                     // Lost to a holder; read it as it is now (it may differ from `before`).
                     let held = db.query_one(
-                        "SELECT corp_id, holder, claimed_at, expires_at, released_at FROM lease
+                        "SELECT corp_id, holder, claimed_at, expires_at, released_at, done_at FROM lease
                          WHERE corp_id = ?1",
                         p![corp_id],
                         lease_row,
@@ -187,16 +191,23 @@ impl StateStore {
     }
 
     /// Ends `holder`'s lease on `corp_id` now (nothing if it is not `holder`'s). The row stays,
-    /// so `status` can show the last holder.
-    pub fn release_lease(&mut self, corp_id: &str, holder: &str) -> Result<(), StateError> {
+    /// so `status` can show the last holder. `caught_up`: the holder pulled the corp to the end
+    /// (recorded as `done_at`).
+    pub fn release_lease(
+        &mut self,
+        corp_id: &str,
+        holder: &str,
+        caught_up: bool,
+    ) -> Result<(), StateError> {
         let now = self.db_now_ms()?;
         let path = self.path.clone();
         self.db
             .transaction(|db| {
                 let n = db.execute(
-                    "UPDATE lease SET expires_at = ?3, released_at = ?3
+                    "UPDATE lease SET expires_at = ?3, released_at = ?3,
+                         done_at = CASE WHEN CAST(?4 AS BIGINT) = 1 THEN ?3 ELSE done_at END
                      WHERE corp_id = ?1 AND holder = ?2 AND expires_at > ?3",
-                    p![corp_id, holder, now],
+                    p![corp_id, holder, now, i64::from(caught_up)],
                 )?;
                 if n > 0 {
                     log(db, corp_id, holder, "release", now)?;
@@ -250,7 +261,7 @@ impl StateStore {
     pub fn lease(&self, corp_id: &str) -> Result<Option<Lease>, StateError> {
         self.db
             .query_opt(
-                "SELECT corp_id, holder, claimed_at, expires_at, released_at FROM lease
+                "SELECT corp_id, holder, claimed_at, expires_at, released_at, done_at FROM lease
                  WHERE corp_id = ?1",
                 p![corp_id],
                 lease_row,
@@ -262,7 +273,7 @@ impl StateStore {
     pub fn leases(&self) -> Result<Vec<Lease>, StateError> {
         self.db
             .query(
-                "SELECT corp_id, holder, claimed_at, expires_at, released_at FROM lease ORDER BY corp_id",
+                "SELECT corp_id, holder, claimed_at, expires_at, released_at, done_at FROM lease ORDER BY corp_id",
                 &[],
                 lease_row,
             )
@@ -328,11 +339,18 @@ mod tests {
             // The dead worker's renewal fails: it must stop.
             assert!(!s.renew_lease("ww1", "worker-a", 60_000).unwrap());
 
-            s.release_lease("ww1", "worker-b").unwrap();
-            s.release_lease("ww1", "worker-a").unwrap(); // not a's: nothing
+            s.release_lease("ww1", "worker-b", true).unwrap();
+            s.release_lease("ww1", "worker-a", true).unwrap(); // not a's: nothing
+                                                               // A pull that stopped early releases without marking the corp done.
+            s.release_lease("ww2", "worker-b", false).unwrap();
             let got = s.leases().unwrap();
             assert_eq!(got.len(), 2);
             assert_eq!(got[0].holder, "worker-b");
+            assert!(got[0].done_at_ms.is_some(), "{got:?}");
+            assert!(
+                got[1].released_at_ms.is_some() && got[1].done_at_ms.is_none(),
+                "{got:?}"
+            );
             assert!(got[0].expires_at_ms <= s.db_now_ms().unwrap());
             let log: Vec<_> = s
                 .lease_log("ww1")

@@ -445,7 +445,7 @@ mod tests {
                  tool_version,os_user)",
                 "findings_screened(corp_id,rule_set_version,file)",
                 "kv(key,value,updated_at)",
-                "lease(corp_id,holder,claimed_at,expires_at,released_at)",
+                "lease(corp_id,holder,claimed_at,expires_at,released_at,done_at)",
                 "lease_log(id,corp_id,holder,event,at)",
                 "media_file(corp_id,sdkfileid,kind,ext,md5sum,size_hint,status,bytes_done,indexbuf,\
                  tmp_path,attempts,mismatches,md5_status,path,size,sha256,error,updated_at)",
