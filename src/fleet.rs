@@ -87,10 +87,8 @@ impl CorpLease {
     pub fn claim(config: &Config, corp_id: &str, once: bool) -> Result<Claimed, StateError> {
         let mut store = StateStore::open(&config.state_path())?;
         let ttl = Duration::from_secs(config.fleet.lease_secs.max(1));
-        let first_claim = match FIRST_CLAIM_MS.get() {
-            Some(t) => *t,
-            None => *FIRST_CLAIM_MS.get_or_init(|| store.db_now_ms().unwrap_or(i64::MAX)),
-        };
+        // i64::MAX when the clock cannot be read: then nothing counts as done during this run.
+        let first_claim = *FIRST_CLAIM_MS.get_or_init(|| store.db_now_ms().unwrap_or(i64::MAX));
         if once {
             if let Some(done) = store.lease(corp_id)?.filter(|l| {
                 l.holder != holder_id()

@@ -214,7 +214,9 @@ pub fn pull_corp(
             );
             if lost && report.error.is_none() {
                 report.error = Some(format!(
-                    "corp {}: stopped: the lease ran out before it could be renewed                      (another worker may hold the corp now); the next round resumes at the                      checkpoint",
+                    "corp {}: stopped: the lease ran out before it could be renewed \
+                     (another worker may hold the corp now); the next round resumes at the \
+                     checkpoint",
                     corp.corp_id
                 ));
             }

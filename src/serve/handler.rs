@@ -235,7 +235,6 @@ impl EventHandler {
                     if !matches!(next, Next::Auth(_)) {
                         store.mark_callback_handled(id, now)?;
                     }
-
                     nexts.push((id, kind, next));
                 }
                 Ok(nexts)

@@ -157,7 +157,7 @@ pub(crate) fn insert_alerts(db: &Db, alerts: &[NewAlert]) -> Result<usize, DbErr
     let now = super::now_unix();
     let mut new = 0;
     for a in alerts {
-        let terms = serde_json::to_string(&a.terms).map_err(|e| DbError::Decode(e.to_string()))?;
+        let terms = serde_json::to_string(&a.terms).expect("a list of strings always encodes");
         new += db.execute(
             "INSERT INTO alert (corp_id, seq, msgid, conversation_id, msgtime_ms, sender,
                                 msgtype, rule_id, rule_set_version, severity, terms,

@@ -59,7 +59,8 @@ impl Row<'_, '_> {
     }
 }
 
-/// An error of either backend, or a stored value that does not decode.
+/// An error of either backend, or of the state layer above them (a value that does not decode, a
+/// missing row, a database that cannot be opened as configured).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// SQLite failed.
@@ -71,24 +72,13 @@ pub enum DbError {
     /// A stored value is not what this version writes.
     #[error("a stored value does not decode: {0}")]
     Decode(String),
-}
-
-impl DbError {
-    /// Whether a retry may succeed: a serialization failure or deadlock (PostgreSQL) or a busy
-    /// database (SQLite).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ),
-            DbError::Pg(e) => e.code().is_some_and(|c| {
-                *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-            }),
-            _ => false,
-        }
-    }
+    /// A query that must return a row returned none.
+    #[error("no row for: {0}")]
+    NoRow(String),
+    /// The database could not be opened as configured (the URL, the password file, the file's
+    /// mode, a schema newer than this version); the message says what to fix.
+    #[error("{0}")]
+    Open(String),
 }
 
 fn pg_message(e: &postgres::Error) -> String {
@@ -183,6 +173,28 @@ fn pg_params<'a>(params: &'a [&'a dyn Param]) -> Vec<&'a (dyn postgres::types::T
     params.iter().map(|p| p.pg()).collect()
 }
 
+/// The first `limit` rows of a SQLite query, each mapped by `f`.
+fn sqlite_rows<T>(
+    c: &rusqlite::Connection,
+    sql: &str,
+    params: &[&dyn Param],
+    limit: usize,
+    mut f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    let mut stmt = c.prepare(sql).map_err(DbError::Sqlite)?;
+    let mut rows = stmt
+        .query(sqlite_params(params).as_slice())
+        .map_err(DbError::Sqlite)?;
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match rows.next().map_err(DbError::Sqlite)? {
+            Some(r) => out.push(f(&Row::Sqlite(r))?),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
 impl Db {
     /// Whether this is the PostgreSQL backend.
     pub fn is_pg(&self) -> bool {
@@ -219,17 +231,7 @@ impl Db {
         mut f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
     ) -> Result<Vec<T>, DbError> {
         match self {
-            Db::Sqlite(c) => {
-                let mut stmt = c.prepare(sql).map_err(DbError::Sqlite)?;
-                let mut rows = stmt
-                    .query(sqlite_params(params).as_slice())
-                    .map_err(DbError::Sqlite)?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next().map_err(DbError::Sqlite)? {
-                    out.push(f(&Row::Sqlite(r))?);
-                }
-                Ok(out)
-            }
+            Db::Sqlite(c) => sqlite_rows(c, sql, params, usize::MAX, f),
             Db::Pg(c) => {
                 let sql = pg_sql(sql);
                 let rows = c.call(|client| client.query(sql.as_str(), &pg_params(params)))?;
@@ -246,16 +248,7 @@ impl Db {
         mut f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
     ) -> Result<Option<T>, DbError> {
         match self {
-            Db::Sqlite(c) => {
-                let mut stmt = c.prepare(sql).map_err(DbError::Sqlite)?;
-                let mut rows = stmt
-                    .query(sqlite_params(params).as_slice())
-                    .map_err(DbError::Sqlite)?;
-                match rows.next().map_err(DbError::Sqlite)? {
-                    Some(r) => f(&Row::Sqlite(r)).map(Some),
-                    None => Ok(None),
-                }
-            }
+            Db::Sqlite(c) => Ok(sqlite_rows(c, sql, params, 1, f)?.pop()),
             Db::Pg(c) => {
                 let sql = pg_sql(sql);
                 let row = c.call(|client| client.query_opt(sql.as_str(), &pg_params(params)))?;
@@ -271,10 +264,8 @@ impl Db {
         params: &[&dyn Param],
         f: impl FnMut(&Row<'_, '_>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        self.query_opt(sql, params, f)?.ok_or_else(|| match self {
-            Db::Sqlite(_) => DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows),
-            Db::Pg(_) => DbError::Decode(format!("no row for: {}", sql.trim())),
-        })
+        self.query_opt(sql, params, f)?
+            .ok_or_else(|| DbError::NoRow(sql.trim().to_owned()))
     }
 
     /// Starts a transaction that takes the write lock at once (SQLite `BEGIN IMMEDIATE`), so

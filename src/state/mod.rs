@@ -78,13 +78,6 @@ pub struct StateError {
     pub source: DbError,
 }
 
-impl StateError {
-    /// Whether retrying the operation may succeed (a busy database, a serialization failure).
-    pub fn is_transient(&self) -> bool {
-        self.source.is_transient()
-    }
-}
-
 /// The state database.
 pub struct StateStore {
     db: Db,
@@ -193,7 +186,7 @@ impl StateStore {
         // from the first byte (created here, before SQLite would create it with the umask).
         owner_only(path).map_err(|e| StateError {
             path: path.to_owned(),
-            source: DbError::Decode(format!("cannot make it owner-only: {e}")),
+            source: DbError::Open(format!("cannot make it owner-only: {e}")),
         })?;
         let conn = rusqlite::Connection::open(path).map_err(|e| err(DbError::Sqlite(e)))?;
         let store = Self::init(Db::Sqlite(conn), path.to_owned())?;
@@ -205,7 +198,7 @@ impl StateStore {
             if side.exists() {
                 owner_only(&side).map_err(|e| StateError {
                     path: side.clone(),
-                    source: DbError::Decode(format!("cannot make it owner-only: {e}")),
+                    source: DbError::Open(format!("cannot make it owner-only: {e}")),
                 })?;
             }
         }

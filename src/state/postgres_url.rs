@@ -42,7 +42,7 @@ pub(super) fn connect(url: &str) -> Result<(postgres::Client, PathBuf), StateErr
     let unnamed = || PathBuf::from("postgres://…");
     let mut config: postgres::Config = url.parse().map_err(|e| StateError {
         path: unnamed(),
-        source: DbError::Decode(format!(
+        source: DbError::Open(format!(
             "state = \"postgres://…\" is not a valid PostgreSQL URL ({e}); write it as \
              postgres://USER@HOST:PORT/DATABASE"
         )),
@@ -54,7 +54,7 @@ pub(super) fn connect(url: &str) -> Result<(postgres::Client, PathBuf), StateErr
     };
     if let Some(file) = std::env::var_os(PASSWORD_FILE_ENV) {
         let pw = std::fs::read_to_string(&file).map_err(|e| {
-            err(DbError::Decode(format!(
+            err(DbError::Open(format!(
                 "cannot read the password file {PASSWORD_FILE_ENV}={}: {e}",
                 PathBuf::from(&file).display()
             )))
@@ -118,7 +118,7 @@ pub(super) fn migrate(db: &Db, schema: &[&str]) -> Result<(), DbError> {
             .query_opt("SELECT version FROM schema_version", &[], |r| r.get(0))?
             .unwrap_or(0);
         if have > want {
-            return Err(DbError::Decode(format!(
+            return Err(DbError::Open(format!(
                 "the database has schema version {have}, this wecom-archive knows {want}: \
                  upgrade wecom-archive on every worker before it opens this database"
             )));
