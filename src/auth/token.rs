@@ -58,10 +58,9 @@ pub trait TokenStore: Send + Sync {
     /// newer token stored meanwhile is kept.
     fn remove(&self, key: &str, rejected: &Secret);
     /// Keeps every other process sharing this store from fetching `key` until the returned
-    /// guard drops; `None` when the store is not shared between processes. Blocking.
-    fn lock_fetch(&self, _key: &str) -> Option<Box<dyn std::any::Any + Send>> {
-        None
-    }
+    /// guard drops; `None` when the store is not shared between processes. Blocking. No
+    /// default: a store that wraps another must pass the lock on.
+    fn lock_fetch(&self, key: &str) -> Option<Box<dyn std::any::Any + Send>>;
 }
 
 /// A [`TokenStore`] in memory only.
@@ -97,6 +96,10 @@ impl TokenStore for MemoryTokenStore {
         if map.get(key).is_some_and(|t| &t.value == rejected) {
             map.remove(key);
         }
+    }
+    fn lock_fetch(&self, _key: &str) -> Option<Box<dyn std::any::Any + Send>> {
+        // In memory: one process.
+        None
     }
 }
 
@@ -239,6 +242,10 @@ impl TokenStore for JsonFileTokenStore {
             map.remove(key);
             self.persist(&map);
         }
+    }
+    fn lock_fetch(&self, _key: &str) -> Option<Box<dyn std::any::Any + Send>> {
+        // The one-shot commands' file: no lock between processes (as before).
+        None
     }
 }
 

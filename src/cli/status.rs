@@ -60,14 +60,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|l| (l.corp_id.clone(), l))
         .collect();
-    let delta = config.delta_target()?;
+    // Delta checkpoints come from the log, read once for every corp.
+    let delta_checkpoints = match config.delta_target()? {
+        Some(target) => {
+            let ids: Vec<&str> = config.corps.iter().map(|c| c.corp_id.as_str()).collect();
+            Some(wecom_archive::sink::delta::corp_checkpoints(&target, &ids)?)
+        }
+        None => None,
+    };
     let mut corps = Vec::with_capacity(config.corps.len());
-    for corp in &config.corps {
+    for (i, corp) in config.corps.iter().enumerate() {
         let corp_id = corp.corp_id.clone();
         let runs = store.runs(&corp_id, 1)?;
         let last = runs.first();
-        let checkpoint_seq = match &delta {
-            Some(target) => wecom_archive::sink::delta::corp_checkpoint(target, &corp_id)?,
+        let checkpoint_seq = match &delta_checkpoints {
+            Some(seqs) => seqs[i],
             None => store.checkpoint(&corp_id)?,
         }
         .unwrap_or(0);

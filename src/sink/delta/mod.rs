@@ -216,6 +216,17 @@ impl DeltaTables {
 /// The corp's checkpoint in the tables under `target` (its version in `messages`), creating the
 /// table when it does not exist.
 pub fn corp_checkpoint(target: &DeltaTarget, corp_id: &str) -> Result<Option<u64>, DeltaError> {
+    Ok(corp_checkpoints(target, &[corp_id])?.pop().flatten())
+}
+
+/// [`corp_checkpoint`] of each of `corp_ids`, from one open of the table (`status`).
+pub fn corp_checkpoints(
+    target: &DeltaTarget,
+    corp_ids: &[&str],
+) -> Result<Vec<Option<u64>>, DeltaError> {
     let table = table::open(target, TableKind::Messages)?;
-    table::txn_version(target, &table, TableKind::Messages, corp_id)
+    corp_ids
+        .iter()
+        .map(|corp_id| table::txn_version(target, &table, TableKind::Messages, corp_id))
+        .collect()
 }
